@@ -1,0 +1,51 @@
+# synthseal: one entry point for set-up, demo, tests and benchmarks.
+# Every target installs what it needs on a fresh Debian machine with Python 3.11.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help setup demo test bench model clean
+
+help:
+	@echo "make demo   - set up and run the simulated device end to end"
+	@echo "make test   - set up and run the test suite"
+	@echo "make bench  - set up and write benchmark JSON to build/bench.json"
+	@echo "make model  - rebuild the int8 classifier in models/ (installs TensorFlow in .venv-train)"
+
+setup: $(VENV)/.stamp-python .stamp-apt node_modules/.stamp-npm
+
+# Debian packages: exiftool is the external reader of the TC260 XMP label in tests.
+.stamp-apt:
+	@command -v exiftool >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libimage-exiftool-perl; }
+	@touch $@
+
+$(VENV)/.stamp-python: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+# Real MicroPython (WebAssembly port under Node) runs the portable core in the tests.
+node_modules/.stamp-npm: package.json package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	npm ci --silent --no-audit --no-fund
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/synthseal-host demo --out demo-output
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	@mkdir -p build
+	$(PY) -m firmware_tools.bench --out build/bench.json
+
+clean:
+	rm -rf $(VENV) node_modules build demo-output .stamp-apt
+
+-include firmware_tools/model/model.mk

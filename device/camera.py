@@ -1,0 +1,79 @@
+"""Frame sources. The agent needs a narrow surface from a camera: `capture_array()`
+returning an HxWx3 uint8 frame, and `pre_callback`, the per-frame hook picamera2
+offers. FakeCamera gives deterministic frames for the demo and the tests;
+Picamera2Source wraps the real camera and imports picamera2 only when used, since it
+installs only where libcamera exists.
+"""
+
+import numpy as np
+
+
+class CameraError(Exception):
+    pass
+
+
+class FakeCamera:
+    """Deterministic test scenes: smooth gradients, shapes and sensor-like noise.
+    Frame n is the same on every run (seeded by n), different from frame n+1."""
+
+    def __init__(self, width=1280, height=960, seed=0):
+        if width < 64 or height < 64:
+            raise CameraError("fake camera frames must be at least 64x64")
+        self.width = width
+        self.height = height
+        self.seed = seed
+        self.frame_index = 0
+        self.pre_callback = None
+        self.channel_order = "RGB"
+
+    def capture_array(self):
+        rng = np.random.default_rng((self.seed, self.frame_index))
+        h, w = self.height, self.width
+        y = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None]
+        x = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :]
+        base = rng.uniform(40, 200, size=3).astype(np.float32)
+        tilt = rng.uniform(-60, 60, size=(2, 3)).astype(np.float32)
+        frame = base + x[..., None] * tilt[0] + y[..., None] * tilt[1]
+        for _ in range(4):  # a few discs of flat colour: something to look at
+            cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+            r = rng.uniform(0.05, 0.2) * min(h, w)
+            mask = (y - cy / h) ** 2 * h * h + (x - cx / w) ** 2 * w * w < r * r
+            frame[mask] = rng.uniform(0, 255, size=3)
+        frame += rng.normal(0, 3, size=(h, w, 1)).astype(np.float32)
+        out = np.clip(frame, 0, 255).astype(np.uint8)
+        self.frame_index += 1
+        if self.pre_callback is not None:
+            self.pre_callback(out)
+        return out
+
+    def close(self):
+        pass
+
+
+class Picamera2Source:
+    """The real camera (Raspberry Pi). picamera2's "RGB888" buffers are BGR in memory;
+    we ask for it and flip to RGB so every consumer sees one channel order."""
+
+    def __init__(self, width=4056, height=3040):
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise CameraError("picamera2 is not installed; on Raspberry Pi OS run "
+                              "`sudo apt install python3-picamera2` and create the venv with --system-site-packages")
+        self._camera = Picamera2()
+        config = self._camera.create_still_configuration(main={"size": (width, height), "format": "RGB888"})
+        self._camera.configure(config)
+        self._camera.start()
+        self.pre_callback = None
+        self.channel_order = "RGB"
+
+    def capture_array(self):
+        frame = self._camera.capture_array("main")[:, :, ::-1]  # BGR in memory -> RGB
+        frame = np.ascontiguousarray(frame)
+        if self.pre_callback is not None:
+            self.pre_callback(frame)
+        return frame
+
+    def close(self):
+        self._camera.stop()
+        self._camera.close()

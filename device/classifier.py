@@ -1,0 +1,199 @@
+"""On-device scene classifier: a full-integer int8 TFLite model run on every capture.
+
+It is a safety net for sources that do not declare themselves synthetic: a rendered
+avatar fed through a capture card, an undeclared generator, a camera filming a screen.
+The policy reads its verdict; this module only loads the model and classifies frames.
+
+Runs with tflite-runtime (preferred, numpy<2) or ai-edge-litert (same Interpreter API);
+TensorFlow is never needed on the device.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = _MODELS_DIR / "synthseal_scene_int8.tflite"
+DEFAULT_LABELS = _MODELS_DIR / "labels.txt"
+
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+class ClassifierError(Exception):
+    """The model, its labels or a frame cannot be used; the message says what to do."""
+
+
+def load_interpreter_class():
+    """Return the TFLite Interpreter class: tflite-runtime first, then ai-edge-litert."""
+    try:
+        from tflite_runtime.interpreter import Interpreter
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        return Interpreter
+    except ImportError:
+        raise ClassifierError(
+            "no TFLite interpreter: install 'tflite-runtime' (numpy<2) or 'ai-edge-litert'"
+        ) from None
+
+
+def sample_grid(frame, height, width):
+    """Pick a height x width grid of pixels spread over the whole frame (nearest sampling).
+
+    Strided sampling instead of an area-averaging resize is deliberate: it costs a
+    gather of height*width pixels whatever the frame size (a 3040x4056 frame included),
+    and it keeps each sampled pixel's own sensor noise, demosaic and screen-grid aliasing,
+    which are the cues that separate a camera capture from a render or a recapture.
+    Training data goes through this same function, so the model sees what it was taught on.
+    """
+    frame_h, frame_w = frame.shape[:2]
+    rows = (np.arange(height) * frame_h) // height + frame_h // (2 * height)
+    cols = (np.arange(width) * frame_w) // width + frame_w // (2 * width)
+    return frame[rows[:, None], cols[None, :]]
+
+
+def check_frame(frame, channel_order="RGB"):
+    """Raise ClassifierError unless frame is an HxWx3 uint8 array in a known channel order."""
+    if channel_order not in CHANNEL_ORDERS:
+        raise ClassifierError(
+            f"channel_order {channel_order!r} is not one of {CHANNEL_ORDERS}; "
+            "use 'BGR' for picamera2 RGB888 buffers"
+        )
+    if not isinstance(frame, np.ndarray):
+        raise ClassifierError(
+            f"frame is a {type(frame).__name__}, expected an HxWx3 uint8 numpy array"
+        )
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ClassifierError(
+            f"frame has shape {frame.shape}, expected HxWx3 (drop the alpha channel of "
+            "XRGB8888 buffers first, e.g. frame[..., :3])"
+        )
+    if frame.dtype != np.uint8:
+        raise ClassifierError(f"frame has dtype {frame.dtype}, expected uint8")
+
+
+def preprocess(frame, height, width, channel_order="RGB"):
+    """HxWx3 uint8 frame in channel_order -> height x width x 3 uint8 RGB model image."""
+    check_frame(frame, channel_order)
+    image = sample_grid(frame, height, width)
+    if channel_order == "BGR":
+        # picamera2's RGB888 format is B, G, R in memory.
+        image = image[..., ::-1]
+    return np.ascontiguousarray(image)
+
+
+def read_labels(labels_path):
+    labels_path = Path(labels_path)
+    try:
+        text = labels_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ClassifierError(
+            f"cannot read labels file {labels_path}: {exc.strerror or exc}; "
+            "point labels_path at the labels.txt shipped with the model"
+        ) from None
+    labels = [line.strip() for line in text.splitlines() if line.strip()]
+    if not labels:
+        raise ClassifierError(f"labels file {labels_path} is empty; it needs one class per line")
+    return labels
+
+
+def _tensor_description(detail):
+    return f"{detail['name']} {np.dtype(detail['dtype']).name}{list(detail['shape'])}"
+
+
+class Classifier:
+    """One int8 interpreter for the life of the object; classify() maps a frame to class probabilities."""
+
+    def __init__(self, model_path=DEFAULT_MODEL, labels_path=DEFAULT_LABELS, num_threads=2):
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise ClassifierError(
+                f"model file {model_path} not found; run 'make model' or pass model_path"
+            )
+        if not isinstance(num_threads, int) or num_threads < 1:
+            raise ClassifierError(f"num_threads must be a positive integer, got {num_threads!r}")
+        interpreter_class = load_interpreter_class()
+        try:
+            self._interpreter = interpreter_class(
+                model_path=str(model_path), num_threads=num_threads
+            )
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ClassifierError(
+                f"model file {model_path} is not a loadable TFLite model ({first_line}); "
+                "it may be truncated or corrupt: rebuild it with 'make model' or copy it again"
+            ) from None
+        self.model_path = model_path
+        self.num_threads = num_threads
+
+        inputs = self._interpreter.get_input_details()
+        outputs = self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ClassifierError(
+                f"model {model_path} has {len(inputs)} inputs and {len(outputs)} outputs; "
+                "expected one image input and one class-score output"
+            )
+        self._input, self._output = inputs[0], outputs[0]
+        for role, detail in (("input", self._input), ("output", self._output)):
+            if detail["dtype"] != np.int8:
+                raise ClassifierError(
+                    f"model {model_path} {role} is {_tensor_description(detail)}, not int8; "
+                    "convert it with full-integer quantization "
+                    "(python -m firmware_tools.convert_model --help)"
+                )
+        shape = tuple(int(n) for n in self._input["shape"])
+        if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
+            raise ClassifierError(
+                f"model {model_path} input shape {list(shape)} is not [1, H, W, 3]"
+            )
+        self.input_height, self.input_width = shape[1], shape[2]
+        self._input_scale, self._input_zero_point = self._input["quantization"]
+        self._output_scale, self._output_zero_point = self._output["quantization"]
+        if self._input_scale == 0 or self._output_scale == 0:
+            raise ClassifierError(
+                f"model {model_path} has no quantization parameters on its input or output; "
+                "convert it with full-integer quantization"
+            )
+
+        self.labels = read_labels(labels_path)
+        output_size = int(np.prod(self._output["shape"]))
+        if len(self.labels) != output_size:
+            raise ClassifierError(
+                f"labels file {labels_path} has {len(self.labels)} classes but model "
+                f"{model_path} outputs {output_size}; use the labels.txt built with this model"
+            )
+
+    def quantize_input(self, image):
+        """uint8 RGB model image -> int8 input tensor, with the model's own scale/zero point.
+
+        The network was trained on pixel/255; the quantization parameters are read from
+        the model so that a vendor model with a different input range still gets fed right.
+        """
+        real = image.astype(np.float32) / 255.0
+        quantized = np.round(real / self._input_scale) + self._input_zero_point
+        return np.clip(quantized, -128, 127).astype(np.int8)[None, ...]
+
+    def classify_image(self, image):
+        """Model-sized uint8 RGB image -> {class_name: probability}."""
+        self._interpreter.set_tensor(self._input["index"], self.quantize_input(image))
+        self._interpreter.invoke()
+        raw = self._interpreter.get_tensor(self._output["index"]).reshape(-1)
+        scores = (raw.astype(np.float32) - self._output_zero_point) * self._output_scale
+        total = float(scores.sum())
+        if total <= 0:
+            # Only an output that is not a softmax gets here; fall back to an even split.
+            scores = np.full_like(scores, 1.0 / len(scores))
+        else:
+            scores = scores / total
+        return {label: float(score) for label, score in zip(self.labels, scores)}
+
+    def classify(self, frame, channel_order="RGB"):
+        """HxWx3 uint8 frame of any size -> {class_name: probability}, summing to ~1.
+
+        channel_order is "RGB", or "BGR" for picamera2 RGB888 buffers.
+        """
+        image = preprocess(frame, self.input_height, self.input_width, channel_order)
+        return self.classify_image(image)

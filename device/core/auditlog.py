@@ -1,0 +1,117 @@
+"""The device's append-only audit log file.
+
+Each record (see logrecord.py) is stored as
+
+    u32 length | record bytes | u32 CRC32(record bytes)
+
+and appended with flush + fsync before `append` returns, so a record that was
+acknowledged survives a power cut. On open, a torn tail (a partial write interrupted
+by power loss) is detected by its length or CRC and cut off; everything before it is
+kept. Records are never rewritten in place.
+"""
+
+import struct
+from binascii import crc32
+
+from . import logrecord
+
+try:
+    from os import fsync as _fsync
+except ImportError:  # MicroPython: flush() is the durability point its VFS offers
+    _fsync = None
+
+_ENTRY_HEAD = "<I"
+_MAX_RECORD = 1 << 20
+
+
+class AuditLogError(Exception):
+    pass
+
+
+class AuditLog:
+    def __init__(self, path):
+        self.path = path
+        self._offsets = []  # file offset of each record's entry, in seq order
+        self.first_seq = 1
+        self.head_hash = logrecord.GENESIS_HASH
+        self._end = 0
+        self._load()
+
+    def _load(self):
+        try:
+            f = open(self.path, "rb")
+        except OSError:
+            open(self.path, "wb").close()
+            return
+        with f:
+            data = f.read()
+        at = 0
+        first = True
+        while at + 4 <= len(data):
+            (n,) = struct.unpack(_ENTRY_HEAD, data[at:at + 4])
+            end = at + 4 + n + 4
+            if n > _MAX_RECORD or end > len(data):
+                break
+            body = data[at + 4:at + 4 + n]
+            (crc,) = struct.unpack("<I", data[at + 4 + n:end])
+            if crc32(body) & 0xFFFFFFFF != crc:
+                break
+            if first:
+                self.first_seq = logrecord.decode_record(body)["seq"]
+                first = False
+            self._offsets.append(at)
+            self.head_hash = logrecord.record_hash(body)
+            at = end
+        self._end = at
+        if at != len(data):
+            # Torn tail from an interrupted write: drop it so appends continue the chain.
+            with open(self.path, "r+b") as f:
+                f.seek(at)
+                try:
+                    f.truncate()
+                except AttributeError:  # no truncate on some MicroPython ports
+                    pass
+
+    @property
+    def count(self):
+        return len(self._offsets)
+
+    @property
+    def next_seq(self):
+        return self.first_seq + len(self._offsets)
+
+    def append(self, time_ms, content_sha256, event, produce_id, decision):
+        """Append one record durably; return (seq, record bytes)."""
+        seq = self.next_seq
+        record = logrecord.encode_record(
+            seq, time_ms, self.head_hash, content_sha256, event, produce_id, decision)
+        entry = struct.pack(_ENTRY_HEAD, len(record)) + record + struct.pack(
+            "<I", crc32(record) & 0xFFFFFFFF)
+        with open(self.path, "r+b") as f:
+            f.seek(self._end)
+            f.write(entry)
+            f.flush()
+            if _fsync is not None:
+                _fsync(f.fileno())
+        self._offsets.append(self._end)
+        self._end += len(entry)
+        self.head_hash = logrecord.record_hash(record)
+        return seq, record
+
+    def read(self, start_seq, max_count, max_bytes=None):
+        """Return record bytes from start_seq on: at most max_count records and, if
+        given, at most max_bytes of records (always at least one if any exist)."""
+        index = start_seq - self.first_seq
+        if index < 0:
+            raise AuditLogError("records before seq %d are no longer on the device" % self.first_seq)
+        out = []
+        total = 0
+        with open(self.path, "rb") as f:
+            for offset in self._offsets[index:index + max_count]:
+                f.seek(offset)
+                (n,) = struct.unpack(_ENTRY_HEAD, f.read(4))
+                if max_bytes is not None and out and total + n > max_bytes:
+                    break
+                out.append(f.read(n))
+                total += n
+        return out

@@ -1,0 +1,89 @@
+"""The few JPEG segment operations the labels need: insert and find the XMP APP1
+segment, and digest the image data independently of metadata.
+
+A JPEG is SOI, then marker segments (FFxx + u16 big-endian length that counts itself),
+then SOS and the entropy-coded scan up to EOI.
+"""
+
+import hashlib
+import struct
+
+XMP_SIGNATURE = b"http://ns.adobe.com/xap/1.0/\x00"
+_SOI = b"\xff\xd8"
+_APP0 = 0xE0
+_APP1 = 0xE1
+_APP15 = 0xEF
+_COM = 0xFE
+_SOS = 0xDA
+_MAX_SEGMENT = 0xFFFF - 2
+
+
+class JpegError(ValueError):
+    pass
+
+
+def segments(data):
+    """Yield (marker, start, end) for each header segment up to and including SOS;
+    for SOS, end is the end of the data (the scan and everything after it)."""
+    if data[:2] != _SOI:
+        raise JpegError("not a JPEG file (no SOI marker)")
+    at = 2
+    n = len(data)
+    while at < n:
+        if data[at] != 0xFF:
+            raise JpegError("JPEG marker expected at offset %d" % at)
+        marker = data[at + 1] if at + 1 < n else -1
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if at + 4 > n:
+            raise JpegError("JPEG truncated in a segment header")
+        (length,) = struct.unpack(">H", data[at + 2:at + 4])
+        end = at + 2 + length
+        if length < 2 or end > n:
+            raise JpegError("JPEG segment at offset %d runs past the end" % at)
+        if marker == _SOS:
+            yield marker, at, n
+            return
+        yield marker, at, end
+        at = end
+    raise JpegError("JPEG has no image scan (no SOS marker)")
+
+
+def insert_xmp(data, xmp_packet):
+    """Return the JPEG with an XMP APP1 segment after SOI/APP0. Refuses a file that
+    already carries XMP: GB 45438 allows one metadata label per file."""
+    if find_xmp(data) is not None:
+        raise JpegError("file already carries an XMP packet")
+    payload = XMP_SIGNATURE + xmp_packet
+    if len(payload) > _MAX_SEGMENT:
+        raise JpegError("XMP packet too large for one APP1 segment")
+    insert_at = 2
+    for marker, start, end in segments(data):
+        if marker != _APP0:
+            break
+        insert_at = end
+    segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    return data[:insert_at] + segment + data[insert_at:]
+
+
+def find_xmp(data):
+    """Return the XMP packet bytes of the first XMP APP1 segment, or None."""
+    for marker, start, end in segments(data):
+        if marker == _APP1 and data[start + 4:start + 4 + len(XMP_SIGNATURE)] == XMP_SIGNATURE:
+            return bytes(data[start + 4 + len(XMP_SIGNATURE):end])
+    return None
+
+
+def image_data_digest(data):
+    """SHA-256 over every segment except APPn and COM: the tables, frame header, scan
+    and EOI. Metadata (XMP, Exif, the C2PA manifest in APP11) may come and go; any
+    change to the coded pixels changes this digest."""
+    h = hashlib.sha256()
+    h.update(_SOI)
+    view = memoryview(data)
+    for marker, start, end in segments(data):
+        if _APP0 <= marker <= _APP15 or marker == _COM:
+            continue
+        h.update(view[start:end])
+    return h.digest()

@@ -1,0 +1,110 @@
+"""The audit log record: one binary layout, hashed and chained.
+
+Layout (little-endian), version 1:
+
+    offset size  field
+    0      1     version            = 1
+    1      4     seq                u32, 1 for the first record, +1 per record
+    5      8     time_ms            u64, device clock, milliseconds since the Unix epoch
+    13     32    prev_hash          SHA-256 of the previous record's bytes (32 zero bytes
+                                    before the first record)
+    45     32    content_sha256     SHA-256 of the final file as emitted (zeros if none)
+    77     1     event              EVENT_* below
+    78     1     n = len(produce_id)
+    79     n     produce_id         ASCII, the GB 45438 ProduceID (or content number)
+    79+n   2     m = len(decision)
+    81+n   m     decision           UTF-8 JSON object: the policy decision and its inputs
+
+record_hash = SHA-256(record bytes). The log head is the hash of the last record, so
+editing, dropping or reordering any record breaks every link after it.
+"""
+
+import hashlib
+import json
+import struct
+
+RECORD_VERSION = 1
+HASH_LEN = 32
+GENESIS_HASH = b"\x00" * HASH_LEN
+_HEAD = "<BIQ32s32sB"
+_HEAD_LEN = struct.calcsize(_HEAD)
+
+EVENT_SEAL = 1  # a file was labelled, signed and emitted
+EVENT_NAMES = {EVENT_SEAL: "seal"}
+
+
+class RecordError(ValueError):
+    """Record bytes that do not parse."""
+
+
+def encode_record(seq, time_ms, prev_hash, content_sha256, event, produce_id, decision):
+    """Return the bytes of one record. `decision` is a dict, stored as JSON text."""
+    if len(prev_hash) != HASH_LEN or len(content_sha256) != HASH_LEN:
+        raise RecordError("hashes must be 32 bytes")
+    pid = produce_id.encode()
+    if len(pid) > 255:
+        raise RecordError("produce_id longer than 255 bytes")
+    text = json.dumps(decision).encode()
+    if len(text) > 0xFFFF:
+        raise RecordError("decision longer than 65535 bytes")
+    return (
+        struct.pack(_HEAD, RECORD_VERSION, seq, time_ms, prev_hash, content_sha256, event)
+        + bytes([len(pid)]) + pid + struct.pack("<H", len(text)) + text
+    )
+
+
+def decode_record(data):
+    """Parse record bytes into a dict; raise RecordError on any inconsistency."""
+    if len(data) < _HEAD_LEN + 3:
+        raise RecordError("record too short")
+    version, seq, time_ms, prev_hash, content, event = struct.unpack(_HEAD, data[:_HEAD_LEN])
+    if version != RECORD_VERSION:
+        raise RecordError("unknown record version %d" % version)
+    n = data[_HEAD_LEN]
+    at = _HEAD_LEN + 1
+    pid = data[at:at + n]
+    at += n
+    if len(data) < at + 2:
+        raise RecordError("record truncated in produce_id")
+    (m,) = struct.unpack("<H", data[at:at + 2])
+    at += 2
+    if len(data) != at + m:
+        raise RecordError("record length does not match its decision field")
+    try:
+        decision = json.loads(data[at:].decode())
+        produce_id = pid.decode()
+    except (ValueError, UnicodeError):
+        raise RecordError("record text fields are not valid UTF-8 JSON")
+    return {
+        "seq": seq,
+        "time_ms": time_ms,
+        "prev_hash": prev_hash,
+        "content_sha256": content,
+        "event": event,
+        "produce_id": produce_id,
+        "decision": decision,
+    }
+
+
+def record_hash(data):
+    return hashlib.sha256(data).digest()
+
+
+def verify_chain(records, prev_hash=GENESIS_HASH, prev_seq=None):
+    """Check a run of record bytes against the hash of the record before them.
+
+    Returns None when every record parses, links to its predecessor and numbers follow
+    on; otherwise (index, seq or None, reason) for the first record that does not.
+    """
+    for index, data in enumerate(records):
+        try:
+            rec = decode_record(data)
+        except RecordError as err:
+            return (index, None, str(err))
+        if prev_seq is not None and rec["seq"] != prev_seq + 1:
+            return (index, rec["seq"], "sequence jumps from %d to %d" % (prev_seq, rec["seq"]))
+        if rec["prev_hash"] != prev_hash:
+            return (index, rec["seq"], "previous-hash link broken (the record before it, or this one, was altered)")
+        prev_hash = record_hash(data)
+        prev_seq = rec["seq"]
+    return None

@@ -1,0 +1,80 @@
+"""The visible (explicit) label on images, as GB 45438-2025 asks:
+
+- text that contains "人工智能" or "AI" and "生成" and/or "合成" (default "AI生成");
+- at an edge or corner of the image (we use a corner, bottom-left by default);
+- legible: white text on a darkened plate, readable on any background;
+- text height at least 5 % of the image's shortest side. We aim at 6 % so JPEG
+  ringing and rounding never bring the measured ink height under the minimum.
+
+The font is a subset of Noto Sans CJK shipped in device/fonts/; no system font is used.
+"""
+
+import functools
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+FONT_PATH = Path(__file__).resolve().parent / "fonts" / "NotoSansCJKsc-Bold-label-subset.otf"
+DEFAULT_TEXT = "AI生成"
+MIN_HEIGHT_FRACTION = 0.05   # GB 45438-2025, image explicit label: text height >= 5 % of shortest side
+TARGET_HEIGHT_FRACTION = 0.06
+CORNERS = ("bottom-left", "bottom-right", "top-left", "top-right")
+_PLATE_DARKEN = 0.35  # background under the text keeps 35 % of its brightness
+
+
+class ExplicitLabelError(ValueError):
+    pass
+
+
+def check_label_text(text):
+    """Raise ExplicitLabelError unless the text has both elements GB 45438 requires."""
+    if not (("AI" in text or "人工智能" in text) and ("生成" in text or "合成" in text)):
+        raise ExplicitLabelError(
+            'label text %r must contain "AI" or "人工智能" and "生成" or "合成", e.g. "AI生成"' % text)
+    font = ImageFont.truetype(str(FONT_PATH), 32)
+    missing = [ch for ch in text if ch != " " and font.getmask(ch).getbbox() is None]
+    if missing:
+        raise ExplicitLabelError("the shipped label font has no glyph for %s" % "".join(missing))
+
+
+@functools.lru_cache(maxsize=16)
+def _layout(text, width, height, corner):
+    """Font, text origin and plate box for one text on one frame size (cached: the
+    search for the font size runs once per frame size, not once per frame)."""
+    shortest = min(width, height)
+    target = int(np.ceil(TARGET_HEIGHT_FRACTION * shortest))
+    size = target
+    while True:
+        font = ImageFont.truetype(str(FONT_PATH), size)
+        left, top, right, bottom = font.getbbox(text)
+        if bottom - top >= target:
+            break
+        size += max(1, (target - (bottom - top)) // 2)
+    ink_w, ink_h = right - left, bottom - top
+    pad = max(2, ink_h // 4)
+    margin = max(2, shortest // 50)
+    plate_w, plate_h = ink_w + 2 * pad, ink_h + 2 * pad
+    if plate_w + 2 * margin > width or plate_h + 2 * margin > height:
+        raise ExplicitLabelError("frame %dx%d is too small for a legible label" % (width, height))
+    x0 = margin if corner.endswith("left") else width - margin - plate_w
+    y0 = margin if corner.startswith("top") else height - margin - plate_h
+    origin = (pad - left, pad - top)  # where to draw so the ink starts at the padding
+    return font, origin, (x0, y0, x0 + plate_w, y0 + plate_h), ink_h
+
+
+def draw_explicit_label(frame, text=DEFAULT_TEXT, corner="bottom-left"):
+    """Draw the label into an HxWx3 uint8 frame in place; return (box, ink height)."""
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ExplicitLabelError("frame must be HxWx3 uint8, got %s %s" % (frame.shape, frame.dtype))
+    if corner not in CORNERS:
+        raise ExplicitLabelError("corner must be one of %s" % ", ".join(CORNERS))
+    height, width = frame.shape[:2]
+    font, origin, box, ink_h = _layout(text, width, height, corner)
+    x0, y0, x1, y1 = box
+    region = frame[y0:y1, x0:x1]
+    # Only the plate region is touched: cheap even on a 12 MP frame.
+    plate = Image.fromarray((region.astype(np.uint16) * int(_PLATE_DARKEN * 256) >> 8).astype(np.uint8))
+    ImageDraw.Draw(plate).text(origin, text, font=font, fill=(255, 255, 255))
+    region[...] = np.asarray(plate)
+    return box, ink_h
