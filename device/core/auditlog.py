@@ -43,10 +43,17 @@ class AuditLog:
         except OSError:
             open(self.path, "wb").close()
             return
-        with f:
+        f.close()
+        self.refresh()
+
+    def refresh(self):
+        """Take in records appended by another process since the last look (the capture
+        loop and the serial service may run apart). Cuts a torn tail; refuses a log
+        damaged in the middle rather than truncating good records after the damage."""
+        with open(self.path, "rb") as f:
+            f.seek(self._end)
             data = f.read()
         at = 0
-        first = True
         while at + 4 <= len(data):
             (n,) = struct.unpack(_ENTRY_HEAD, data[at:at + 4])
             end = at + 4 + n + 4
@@ -55,22 +62,26 @@ class AuditLog:
             body = data[at + 4:at + 4 + n]
             (crc,) = struct.unpack("<I", data[at + 4 + n:end])
             if crc32(body) & 0xFFFFFFFF != crc:
+                if end < len(data):
+                    raise AuditLogError(
+                        "audit log %s is damaged at byte %d (record %d) and has records after it; "
+                        "refusing to cut them off: pull it with the host tool and keep a copy"
+                        % (self.path, self._end + at, self.next_seq))
                 break
-            if first:
+            if not self._offsets:
                 self.first_seq = logrecord.decode_record(body)["seq"]
-                first = False
-            self._offsets.append(at)
+            self._offsets.append(self._end + at)
             self.head_hash = logrecord.record_hash(body)
             at = end
-        self._end = at
         if at != len(data):
             # Torn tail from an interrupted write: drop it so appends continue the chain.
             with open(self.path, "r+b") as f:
-                f.seek(at)
+                f.seek(self._end + at)
                 try:
                     f.truncate()
                 except AttributeError:  # no truncate on some MicroPython ports
                     pass
+        self._end += at
 
     @property
     def count(self):

@@ -94,17 +94,20 @@ def verify_chain(records, prev_hash=GENESIS_HASH, prev_seq=None):
     """Check a run of record bytes against the hash of the record before them.
 
     Returns None when every record parses, links to its predecessor and numbers follow
-    on; otherwise (index, seq or None, reason) for the first record that does not.
+    on; otherwise (index, seq, reason) for the first failure. A broken link between
+    records s-1 and s is charged to record s-1: an altered record changes its own hash,
+    which the next record's link no longer matches.
     """
     for index, data in enumerate(records):
         try:
             rec = decode_record(data)
         except RecordError as err:
-            return (index, None, str(err))
+            return (index, None if prev_seq is None else prev_seq + 1, "record does not parse: %s" % err)
         if prev_seq is not None and rec["seq"] != prev_seq + 1:
             return (index, rec["seq"], "sequence jumps from %d to %d" % (prev_seq, rec["seq"]))
         if rec["prev_hash"] != prev_hash:
-            return (index, rec["seq"], "previous-hash link broken (the record before it, or this one, was altered)")
+            return (index, rec["seq"] - 1, "record %d does not match the hash that record %d holds for it: "
+                    "record %d was altered (or the link in record %d)" % (rec["seq"] - 1, rec["seq"], rec["seq"] - 1, rec["seq"]))
         prev_hash = record_hash(data)
         prev_seq = rec["seq"]
     return None

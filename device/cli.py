@@ -1,0 +1,129 @@
+"""synthseal-device: the agent on the camera or rig computer."""
+
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+
+DEFAULT_STATE = os.environ.get("SYNTHSEAL_STATE", "/var/lib/synthseal")
+DEFAULT_OUT = os.environ.get("SYNTHSEAL_OUT", "/var/lib/synthseal/out")
+
+
+def _state(args):
+    from .state import DeviceState
+    return DeviceState(args.state)
+
+
+def cmd_init(args):
+    csr = _state(args).init(args.serial, args.producer, args.label_text)
+    if args.csr_out:
+        with open(args.csr_out, "w") as f:
+            f.write(csr)
+        print("content key generated in %s; certificate request written to %s" % (args.state, args.csr_out))
+    else:
+        sys.stdout.write(csr)
+
+
+def cmd_install_cert(args):
+    with open(args.chain) as f:
+        _state(args).install_chain(f.read())
+    print("content-signing certificate installed; the device is provisioned")
+
+
+def cmd_info(args):
+    print(json.dumps(_state(args).info(), indent=2))
+
+
+def cmd_capture(args):
+    from .camera import FakeCamera, Picamera2Source
+    from .core.policy import DECLARED_SOURCES
+    from .seal import Sealer
+    sources = args.source.split(",")
+    for source in sources:
+        if source not in DECLARED_SOURCES:
+            raise ValueError("unknown source %r; use one of %s" % (source, ", ".join(DECLARED_SOURCES)))
+    sealer = Sealer(_state(args))
+    camera = FakeCamera(args.width, args.height) if args.camera == "fake" else Picamera2Source(args.width, args.height)
+    try:
+        for n in range(args.frames):
+            source = sources[n % len(sources)]
+            result = sealer.seal(camera.capture_array(), source, args.out)
+            print("%s  seq %d  %-9s Label %s  %s" % (result["path"], result["seq"], source,
+                                                    result["decision"]["label"] or "-", result["decision"]["dst"]))
+    finally:
+        camera.close()
+
+
+def cmd_serve(args):
+    from .service import serve
+    print("serving on %s (Ctrl-C to stop)" % args.port, file=sys.stderr)
+    try:
+        serve(_state(args), args.port, args.baud)
+    except KeyboardInterrupt:
+        pass
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="synthseal-device",
+        description="Label, sign and log content at the source (GB 45438-2025 labels, C2PA credentials, "
+                    "tamper-evident audit log), and serve the log to the host tool over serial.")
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("--state", default=DEFAULT_STATE,
+                        help="device state directory: keys, certificate, log (default: %(default)s, or $SYNTHSEAL_STATE)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create the device identity and content key; print the certificate request")
+    p.add_argument("--serial", required=True, help="device serial number (printable ASCII, no spaces)")
+    p.add_argument("--producer", required=True, help="GB 45438 ContentProducer: the provider's name or code")
+    p.add_argument("--label-text", default="AI生成", help='visible label text (default: %(default)s)')
+    p.add_argument("--csr-out", help="write the CSR here instead of standard output")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("install-cert", help="install the content-signing chain issued for this device")
+    p.add_argument("chain", help="PEM file: device certificate then issuing CA (no root)")
+    p.set_defaults(func=cmd_install_cert)
+
+    p = sub.add_parser("info", help="print identity, state and log head")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("capture", help="capture frames and seal each one")
+    p.add_argument("--out", default=DEFAULT_OUT, help="output folder for sealed files (default: %(default)s)")
+    p.add_argument("--source", default="capture",
+                   help="declared source: capture, rig or composite; a comma list cycles per frame (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=1, help="number of frames (default: %(default)s)")
+    p.add_argument("--camera", choices=("fake", "picamera2"), default="picamera2",
+                   help="frame source (default: %(default)s; fake gives deterministic test scenes)")
+    p.add_argument("--width", type=int, default=4056, help="frame width (default: %(default)s, Pi HQ camera)")
+    p.add_argument("--height", type=int, default=3040, help="frame height (default: %(default)s)")
+    p.set_defaults(func=cmd_capture)
+
+    p = sub.add_parser("serve", help="answer the host tool on a serial port")
+    p.add_argument("--port", default="/dev/ttyGS0", help="serial device (default: %(default)s, the USB gadget port)")
+    p.add_argument("--baud", type=int, default=115200, help="baud rate for a UART (default: %(default)s)")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv=None):
+    from .camera import CameraError
+    from .core.auditlog import AuditLogError
+    from .explicit_label import ExplicitLabelError
+    from .keystore import KeystoreError
+    from .seal import SealError
+    from .service import ServiceError
+    from .state import DeviceStateError
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CameraError, AuditLogError, ExplicitLabelError, KeystoreError, SealError, ServiceError,
+            DeviceStateError, ValueError, OSError) as err:
+        print("error: %s" % err, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The device's serial service: frames in, DeviceEndpoint, frames out.
+
+Runs on the USB gadget port (/dev/ttyGS0) or the UART (/dev/serial0) of a Pi, and on a
+pseudo-terminal in the demo and the tests. Read-only requests in this version; the
+protocol is documented in docs/PROTOCOL.md.
+"""
+
+import threading
+
+import serial
+
+from .core import framing
+from .core.handlers import DeviceEndpoint, bad_frame_response
+
+
+class ServiceError(Exception):
+    pass
+
+
+def open_port(port, baudrate):
+    try:
+        return serial.Serial(port, baudrate, timeout=0.1, exclusive=True)
+    except (serial.SerialException, OSError) as err:
+        raise ServiceError("cannot open serial port %s: %s" % (port, err))
+
+
+def serve(state, port, baudrate=115200, stop=None, ready=None):
+    """Answer requests on `port` until `stop` (a threading.Event) is set."""
+    stop = stop or threading.Event()
+    link = open_port(port, baudrate)
+    log = state.log()
+
+    def info():
+        log.refresh()  # records sealed by a capture process since the last request
+        return state.info()
+
+    endpoint = DeviceEndpoint(info, log)
+    reader = framing.FrameReader()
+    if ready is not None:
+        ready.set()
+    try:
+        while not stop.is_set():
+            data = link.read(link.in_waiting or 1)
+            if not data:
+                continue
+            for payload, error in reader.feed(data):
+                if payload is not None:
+                    log.refresh()
+                    answer = endpoint.handle_request(payload)
+                else:
+                    answer = bad_frame_response(error)
+                link.write(framing.encode_frame(answer))
+    finally:
+        link.close()

@@ -1,0 +1,177 @@
+"""synthseal-host: the field technician's tool (provision, pull, verify)."""
+
+import argparse
+import json
+import sys
+
+from device import __version__
+
+
+def cmd_ports(args):
+    from .client import list_ports
+    ports = list_ports()
+    if not ports:
+        print("no serial ports found; is the device cable connected?")
+    for device, description, hwid in ports:
+        print("%-20s %s  %s" % (device, description, hwid))
+
+
+def _client(args):
+    from .client import DeviceClient, SerialTransport
+    return DeviceClient(SerialTransport(args.port, args.baud), timeout=args.timeout)
+
+
+def cmd_info(args):
+    info = _client(args).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    for key in ("serial", "producer", "firmware", "state"):
+        print("%-10s %s" % (key, info[key]))
+    log = info["log"]
+    print("%-10s %d records (seq %d..%d), head %s" % ("log", log["next_seq"] - log["first_seq"], log["first_seq"],
+                                                     log["next_seq"] - 1, log["head_hash"][:16]))
+
+
+def cmd_pull(args):
+    from .logdb import pull
+    summary = pull(_client(args), args.db)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print("device %s: %d new records verified and stored; %d in %s" % (summary["serial"], summary["pulled"],
+                                                                         summary["stored"], args.db))
+
+
+def cmd_log_check(args):
+    from .logdb import check_chain
+    problems = check_chain(args.db, args.serial)
+    for problem in problems:
+        print("FAIL %s" % problem)
+    if not problems:
+        print("hash chains hold for every stored record in %s" % args.db)
+    return 1 if problems else 0
+
+
+def cmd_verify(args):
+    from .verify import verify_file
+    with open(args.trust_anchor) as f:
+        anchors = f.read()
+    reports = [verify_file(path, anchors, args.db) for path in args.files]
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    else:
+        print_verify_table(reports)
+    return 0 if all(r["ok"] for r in reports) else 1
+
+
+def print_verify_table(reports, out=sys.stdout):
+    header = ("file", "Label", "explicit", "C2PA", "log", "result")
+    rows = []
+    for r in reports:
+        explicit = {True: "yes", False: "no", None: "?"}[r["explicit_label"]]
+        rows.append((r["file"].rsplit("/", 1)[-1], r["label"] or "-", explicit, r["c2pa_state"] or "none",
+                     "seq %d" % r["log_seq"] if r["log_seq"] else "not found", "OK" if r["ok"] else "FAIL"))
+    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
+    for r in reports:
+        for check in r["checks"]:
+            if check["status"] == "fail":
+                print("FAIL %s: %s: %s" % (r["file"], check["check"], check["detail"]), file=out)
+
+
+def cmd_ca_init(args):
+    from .ca import create_vendor_ca
+    root = create_vendor_ca(args.dir, args.org)
+    print("vendor root and issuing CA created in %s; give validators %s as the trust anchor" % (args.dir, root))
+
+
+def cmd_ca_issue(args):
+    from .ca import issue_content_certificate
+    with open(args.csr) as f:
+        chain = issue_content_certificate(args.dir, f.read(), args.serial)
+    with open(args.out, "w") as f:
+        f.write(chain)
+    print("content-signing chain for %s written to %s" % (args.serial, args.out))
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+    return run_demo(args.out, frames=args.frames)
+
+
+def _add_link_options(p):
+    p.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyACM0 (see `synthseal-host ports`)")
+    p.add_argument("--baud", type=int, default=115200, help="baud rate (default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each answer (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="synthseal-host",
+        description="Provision synthseal devices, pull and verify their audit logs, verify sealed files.")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ports", help="list serial ports")
+    p.set_defaults(func=cmd_ports)
+
+    p = sub.add_parser("info", help="show a device's identity, state and log head")
+    _add_link_options(p)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("pull", help="pull new audit records into a SQLite database, verifying the hash chain")
+    _add_link_options(p)
+    p.add_argument("--db", required=True, help="SQLite file (created if missing)")
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("log-check", help="re-verify every stored record's hash and chain link")
+    p.add_argument("--db", required=True, help="SQLite file written by `pull`")
+    p.add_argument("--serial", help="only this device")
+    p.set_defaults(func=cmd_log_check)
+
+    p = sub.add_parser("verify", help="verify sealed files: C2PA, AIGC labels, device signature, audit log")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--trust-anchor", required=True, help="PEM file of the vendor root certificate(s)")
+    p.add_argument("--db", help="pulled log database: enables the ReservedCode1 and log-record checks")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_verify)
+
+    ca = sub.add_parser("ca", help="the vendor certificate authority").add_subparsers(dest="ca_command", required=True)
+    p = ca.add_parser("init", help="create a vendor root and issuing CA")
+    p.add_argument("--dir", required=True, help="CA directory (private keys are written with mode 0600)")
+    p.add_argument("--org", required=True, help="vendor organisation name")
+    p.set_defaults(func=cmd_ca_init)
+    p = ca.add_parser("issue", help="issue a device content-signing certificate from its CSR")
+    p.add_argument("--dir", required=True, help="CA directory")
+    p.add_argument("--csr", required=True, help="the device's certificate request (PEM)")
+    p.add_argument("--serial", required=True, help="the device serial number")
+    p.add_argument("--out", required=True, help="where to write the chain (PEM)")
+    p.set_defaults(func=cmd_ca_issue)
+
+    p = sub.add_parser("demo", help="run the whole job on a simulated device (fake camera, virtual serial link)")
+    p.add_argument("--out", default="demo-output", help="demo folder, replaced on each run (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=6, help="frames to capture (default: %(default)s)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None):
+    from .ca import CAError
+    from .client import HostError
+    from .logdb import ChainError
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ChainError as err:
+        print("error: audit log chain broken: %s" % err, file=sys.stderr)
+        return 1
+    except (HostError, CAError, OSError, ValueError) as err:
+        print("error: %s" % err, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The host's copy of device audit logs, in SQLite.
+
+`pull` fetches the records a device has that the database lacks, checks every hash
+link as they arrive (including the link to the last record already stored), and
+commits each verified batch in one transaction: an interrupted pull resumes where it
+stopped and never stores an unverified record. `check_chain` re-verifies everything
+stored, so an edit made to the database afterwards is found and named.
+"""
+
+import json
+import sqlite3
+import time
+
+from device.core import logrecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    serial            TEXT PRIMARY KEY,
+    producer          TEXT NOT NULL,
+    firmware          TEXT NOT NULL,
+    certificate_chain TEXT,
+    last_pull_ms      INTEGER
+);
+CREATE TABLE IF NOT EXISTS records (
+    device_serial  TEXT NOT NULL REFERENCES devices(serial),
+    seq            INTEGER NOT NULL,
+    time_ms        INTEGER NOT NULL,
+    event          INTEGER NOT NULL,
+    produce_id     TEXT NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    decision       TEXT NOT NULL,
+    record_hash    TEXT NOT NULL,
+    raw            BLOB NOT NULL,
+    PRIMARY KEY (device_serial, seq)
+);
+CREATE INDEX IF NOT EXISTS records_by_content ON records (content_sha256);
+"""
+
+
+class ChainError(Exception):
+    """The log's hash chain does not hold; the message names the record."""
+
+
+def open_db(path):
+    db = sqlite3.connect(str(path))
+    db.executescript(SCHEMA)
+    return db
+
+
+def _last_record(db, serial):
+    return db.execute("SELECT seq, record_hash FROM records WHERE device_serial=? ORDER BY seq DESC LIMIT 1",
+                      (serial,)).fetchone()
+
+
+def pull(client, db_path, batch=1024, progress=None):
+    """Pull new records from a device into the database; return a summary dict.
+
+    The device is asked for its info before the database is touched, so a device
+    that does not answer leaves no file behind."""
+    info = client.info()
+    serial = info["serial"]
+    db = open_db(db_path)
+    try:
+        with db:
+            db.execute("INSERT INTO devices(serial, producer, firmware, certificate_chain) VALUES(?,?,?,?) "
+                       "ON CONFLICT(serial) DO UPDATE SET producer=excluded.producer, firmware=excluded.firmware, "
+                       "certificate_chain=COALESCE(excluded.certificate_chain, devices.certificate_chain)",
+                       (serial, info["producer"], info["firmware"], info.get("certificate_chain")))
+        last = _last_record(db, serial)
+        if last is None:
+            # The first pull anchors at the device's first record: at genesis when the
+            # device has pruned nothing, else at whatever the first record links to.
+            next_seq = info["log"]["first_seq"]
+            prev_hash, prev_seq = (logrecord.GENESIS_HASH if next_seq == 1 else None), None
+        else:
+            next_seq, prev_hash, prev_seq = last[0] + 1, bytes.fromhex(last[1]), last[0]
+        pulled = 0
+        while True:
+            records = client.read_log(next_seq, batch)
+            if not records:
+                break
+            if prev_hash is None:
+                prev_hash = logrecord.decode_record(records[0])["prev_hash"]
+            failure = logrecord.verify_chain(records, prev_hash, prev_seq)
+            good = records if failure is None else records[:failure[0]]
+            with db:
+                for raw in good:
+                    _insert(db, serial, raw)
+            pulled += len(good)
+            if progress is not None:
+                progress(pulled)
+            if failure is not None:
+                index, seq, reason = failure
+                raise ChainError("device %s, record %s: %s; %d records before it were stored"
+                                 % (serial, seq, reason, pulled))
+            prev_hash = logrecord.record_hash(records[-1])
+            prev_seq = next_seq + len(records) - 1
+            next_seq = prev_seq + 1
+        with db:
+            db.execute("UPDATE devices SET last_pull_ms=? WHERE serial=?", (int(time.time() * 1000), serial))
+        head = _last_record(db, serial)
+        if head is not None and info["log"]["next_seq"] == head[0] + 1 and head[1] != info["log"]["head_hash"]:
+            raise ChainError("device %s reports log head %s but the pulled chain ends at %s"
+                             % (serial, info["log"]["head_hash"], head[1]))
+        return {"serial": serial, "pulled": pulled, "stored": _count(db, serial),
+                "head_seq": head[0] if head else None}
+    finally:
+        db.close()
+
+
+def _insert(db, serial, raw):
+    rec = logrecord.decode_record(raw)
+    db.execute("INSERT INTO records(device_serial, seq, time_ms, event, produce_id, content_sha256, decision, "
+               "record_hash, raw) VALUES(?,?,?,?,?,?,?,?,?)",
+               (serial, rec["seq"], rec["time_ms"], rec["event"], rec["produce_id"], rec["content_sha256"].hex(),
+                json.dumps(rec["decision"], sort_keys=True), logrecord.record_hash(raw).hex(), raw))
+
+
+def _count(db, serial):
+    return db.execute("SELECT COUNT(*) FROM records WHERE device_serial=?", (serial,)).fetchone()[0]
+
+
+def check_chain(db_path, serial=None):
+    """Re-verify stored logs. Returns a list of problems (empty when all hold), each
+    naming the device and the record."""
+    db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
+    problems = []
+    try:
+        serials = [serial] if serial else [r[0] for r in db.execute("SELECT serial FROM devices ORDER BY serial")]
+        for dev in serials:
+            rows = db.execute("SELECT seq, produce_id, content_sha256, decision, record_hash, raw FROM records "
+                              "WHERE device_serial=? ORDER BY seq", (dev,)).fetchall()
+            if not rows:
+                continue
+            raws = [bytes(r[5]) for r in rows]
+            for seq, produce_id, content, decision, stored_hash, raw in rows:
+                raw = bytes(raw)
+                try:
+                    rec = logrecord.decode_record(raw)
+                except logrecord.RecordError as err:
+                    problems.append("device %s, record %d: does not parse: %s" % (dev, seq, err))
+                    continue
+                if logrecord.record_hash(raw).hex() != stored_hash:
+                    problems.append("device %s, record %d: its bytes no longer match the hash recorded at pull" % (dev, seq))
+                if (rec["seq"], rec["produce_id"], rec["content_sha256"].hex(),
+                        json.dumps(rec["decision"], sort_keys=True)) != (seq, produce_id, content, decision):
+                    problems.append("device %s, record %d: its columns differ from the signed-off record bytes" % (dev, seq))
+            try:
+                anchor = logrecord.GENESIS_HASH if rows[0][0] == 1 else logrecord.decode_record(raws[0])["prev_hash"]
+            except logrecord.RecordError:
+                continue  # already reported above
+            failure = logrecord.verify_chain(raws, anchor)
+            if failure is not None:
+                problems.append("device %s, record %s: %s" % (dev, failure[1], failure[2]))
+    finally:
+        db.close()
+    return problems
+
+
+def find_record(db, content_sha256_hex):
+    """Return the stored record for a file's SHA-256, or None."""
+    row = db.execute("SELECT device_serial, seq, produce_id, decision, time_ms FROM records WHERE content_sha256=?",
+                     (content_sha256_hex,)).fetchone()
+    if row is None:
+        return None
+    return {"device_serial": row[0], "seq": row[1], "produce_id": row[2], "decision": json.loads(row[3]),
+            "time_ms": row[4]}
+
+
+def device_chain(db, serial):
+    row = db.execute("SELECT certificate_chain FROM devices WHERE serial=?", (serial,)).fetchone()
+    return row[0] if row else None

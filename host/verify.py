@@ -1,0 +1,222 @@
+"""Verify a file: Content Credentials, the GB 45438 labels, the device signature in
+ReservedCode1, and the audit log. One report per file, every check in it, rather
+than an exception at the first problem.
+
+A report is a dict:
+    file, ok, label, explicit_label, c2pa_state, log_seq,
+    checks: [{"check": name, "status": "pass" | "fail" | "skip", "detail": text}]
+`ok` is true when no check failed and the C2PA state is Trusted.
+"""
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+import c2pa
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+import xml.etree.ElementTree as ET
+
+from device.core import aigc, jpeg, policy
+from device.seal import C2PA_ASSERTION_LABEL
+
+from . import logdb
+
+_XMP_TAG = "{%s}%s" % (aigc.XMP_NAMESPACE, aigc.XMP_PROPERTY)
+_XMP_ATTR = _XMP_TAG
+
+
+class _Report:
+    def __init__(self, path):
+        self.data = {"file": str(path), "ok": False, "label": None, "explicit_label": None,
+                     "c2pa_state": None, "log_seq": None, "checks": []}
+
+    def add(self, check, status, detail):
+        self.data["checks"].append({"check": check, "status": status, "detail": detail})
+
+    def finish(self):
+        d = self.data
+        d["ok"] = d["c2pa_state"] == "Trusted" and all(c["status"] != "fail" for c in d["checks"])
+        return d
+
+
+def c2pa_reader_context(trust_anchors_pem):
+    return c2pa.Context(settings=c2pa.Settings.from_dict({
+        "trust": {"trust_anchors": trust_anchors_pem},
+        "verify": {"verify_trust": True, "remote_manifest_fetch": False},
+    }))
+
+
+def read_xmp_label(packet):
+    """Return the TC260:AIGC text from an XMP packet (element or attribute form), or None."""
+    try:
+        root = ET.fromstring(packet.decode("utf-8").strip().split("?>", 1)[1].rsplit("<?xpacket", 1)[0])
+    except (ET.ParseError, UnicodeError, IndexError):
+        raise aigc.LabelError("XMP packet is not well-formed XML")
+    found = []
+    for element in root.iter():
+        if element.tag == _XMP_TAG:
+            found.append(element.text or "")
+        if _XMP_ATTR in element.attrib:
+            found.append(element.attrib[_XMP_ATTR])
+    if len(found) > 1:
+        raise aigc.LabelError("XMP carries %d TC260:AIGC labels; GB 45438 allows one" % len(found))
+    return found[0] if found else None
+
+
+def verify_file(path, trust_anchors_pem, db_path=None):
+    report = _Report(path)
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        report.add("file", "fail", "cannot read: %s" % err.strerror)
+        return report.finish()
+    try:
+        list(jpeg.segments(data))
+    except jpeg.JpegError as err:
+        report.add("file", "fail", "%s; synthseal seals JPEG images" % err)
+        return report.finish()
+    report.add("file", "pass", "JPEG, %d bytes" % len(data))
+
+    manifest = _check_c2pa(report, data, trust_anchors_pem)
+    seal = (manifest or {}).get("assertions", {}).get(C2PA_ASSERTION_LABEL)
+    decision = _check_decision(report, manifest, seal)
+    fields = _check_implicit_label(report, data, seal, decision)
+    db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True) if db_path else None
+    try:
+        _check_reserved_code1(report, data, fields, seal, db)
+        _check_log(report, data, seal, db)
+    finally:
+        if db is not None:
+            db.close()
+    return report.finish()
+
+
+def _check_c2pa(report, data, trust_anchors_pem):
+    import io
+    try:
+        reader = c2pa.Reader("image/jpeg", io.BytesIO(data), context=c2pa_reader_context(trust_anchors_pem))
+    except c2pa.C2paError as err:
+        text = str(err)
+        if "ManifestNotFound" in type(err).__name__ or "not found" in text.lower() or "JumbfNotFound" in text:
+            report.add("c2pa", "fail", "no Content Credentials (C2PA manifest) in the file")
+        else:
+            report.add("c2pa", "fail", "C2PA manifest unreadable: %s" % text.splitlines()[0])
+        return None
+    state = reader.get_validation_state()
+    report.data["c2pa_state"] = state
+    results = reader.get_validation_results() or {}
+    failures = (results.get("activeManifest") or {}).get("failure", [])
+    detailed = json.loads(reader.detailed_json())
+    manifest = detailed["manifests"][detailed["active_manifest"]]
+    if state == "Trusted":
+        report.add("c2pa", "pass", "Trusted: signed by %s" % manifest.get("signature", {}).get("common_name", "?"))
+    else:
+        reasons = ", ".join(sorted({f["code"] for f in failures})) or "signer not in the trust anchors"
+        report.add("c2pa", "fail", "%s: %s" % (state, reasons))
+    manifest["assertions"] = manifest.get("assertion_store", {})
+    return manifest
+
+
+def _check_decision(report, manifest, seal):
+    if manifest is None:
+        return None
+    if seal is None:
+        report.add("policy", "fail", "the manifest has no %s assertion: not sealed by a synthseal device" % C2PA_ASSERTION_LABEL)
+        return None
+    decision = seal.get("decision") or {}
+    row = policy.POLICY_TABLE.get(decision.get("rule"))
+    if row is None:
+        report.add("policy", "fail", "unknown policy rule %r" % decision.get("rule"))
+        return None
+    mismatched = [k for k in row if decision.get(k) != row[k]]
+    actions = manifest["assertions"].get("c2pa.actions.v2") or manifest["assertions"].get("c2pa.actions") or {}
+    created = [a for a in actions.get("actions", []) if a.get("action") == "c2pa.created"]
+    dst = created[0].get("digitalSourceType") if created else None
+    if mismatched:
+        report.add("policy", "fail", "decision differs from the policy table in %s" % ", ".join(mismatched))
+    elif dst != policy.digital_source_type_uri(decision):
+        report.add("policy", "fail", "c2pa.created digitalSourceType %s does not match the decision (%s)" % (dst, decision["dst"]))
+    else:
+        report.add("policy", "pass", "rule %r: Label %s, explicit label %s, %s"
+                   % (decision["rule"], decision["label"] or "none", "drawn" if decision["explicit"] else "not drawn",
+                      decision["dst"]))
+    report.data["explicit_label"] = decision.get("explicit")
+    return decision
+
+
+def _check_implicit_label(report, data, seal, decision):
+    try:
+        packet = jpeg.find_xmp(data)
+        text = read_xmp_label(packet) if packet is not None else None
+        fields = aigc.parse_label(text) if text is not None else None
+    except aigc.LabelError as err:
+        report.add("aigc", "fail", str(err))
+        return None
+    if fields is not None:
+        report.data["label"] = fields["Label"]
+    if decision is None:
+        report.add("aigc", "pass" if fields else "fail",
+                   "TC260:AIGC label present, Label %s" % fields["Label"] if fields else "no TC260:AIGC label")
+        return fields
+    if decision["label"] is None:
+        if fields is None:
+            report.add("aigc", "pass", "no TC260:AIGC label, as the policy says for a real capture")
+        else:
+            report.add("aigc", "fail", "file carries a TC260:AIGC label but the sealed decision has none")
+        return fields
+    if fields is None:
+        report.add("aigc", "fail", "TC260:AIGC label missing (the sealed decision says Label %s)" % decision["label"])
+        return None
+    if fields != seal.get("aigc"):
+        report.add("aigc", "fail", "TC260:AIGC label differs from the one sealed in the C2PA manifest")
+    elif fields["Label"] != decision["label"]:
+        report.add("aigc", "fail", "Label %s differs from the decision's %s" % (fields["Label"], decision["label"]))
+    else:
+        report.add("aigc", "pass", "seven fields well-formed, Label %s, ProduceID %s" % (fields["Label"], fields["ProduceID"]))
+    return fields
+
+
+def _check_reserved_code1(report, data, fields, seal, db):
+    if fields is None:
+        return
+    serial = (seal or {}).get("device_serial")
+    chain = logdb.device_chain(db, serial) if db is not None and serial else None
+    if chain is None:
+        report.add("reserved_code1", "skip", "device certificate unknown: pull the device's log first")
+        return
+    try:
+        raw = aigc.decode_reserved_code1(fields["ReservedCode1"])
+    except aigc.LabelError as err:
+        report.add("reserved_code1", "fail", str(err))
+        return
+    leaf = x509.load_pem_x509_certificates(chain.encode())[0]
+    message = aigc.label_signing_message(fields["Label"], fields["ContentProducer"], fields["ProduceID"],
+                                         jpeg.image_data_digest(data))
+    signature = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    try:
+        leaf.public_key().verify(signature, message, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        report.add("reserved_code1", "fail", "device signature does not match the label fields and pixels")
+        return
+    report.add("reserved_code1", "pass", "device %s signature over label and pixels holds" % serial)
+
+
+def _check_log(report, data, seal, db):
+    if db is None:
+        report.add("log", "skip", "no log database given (--db)")
+        return
+    record = logdb.find_record(db, hashlib.sha256(data).hexdigest())
+    if record is None:
+        report.add("log", "fail", "no audit record for this file's SHA-256 in the pulled log")
+        return
+    if seal is not None and (record["produce_id"] != seal.get("produce_id") or record["decision"] != seal.get("decision")):
+        report.add("log", "fail", "audit record %d differs from the sealed ProduceID or decision" % record["seq"])
+        return
+    report.data["log_seq"] = record["seq"]
+    report.add("log", "pass", "device %s record %d" % (record["device_serial"], record["seq"]))
