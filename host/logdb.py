@@ -82,7 +82,7 @@ def pull(client, db_path, batch=1024, progress=None):
             if prev_hash is None:
                 prev_hash = logrecord.decode_record(records[0])["prev_hash"]
             failure = logrecord.verify_chain(records, prev_hash, prev_seq)
-            good = records if failure is None else records[:failure[0]]
+            good = records if failure is None else records[:max(0, failure[0])]
             with db:
                 for raw in good:
                     _insert(db, serial, raw)

@@ -94,9 +94,10 @@ def verify_chain(records, prev_hash=GENESIS_HASH, prev_seq=None):
     """Check a run of record bytes against the hash of the record before them.
 
     Returns None when every record parses, links to its predecessor and numbers follow
-    on; otherwise (index, seq, reason) for the first failure. A broken link between
-    records s-1 and s is charged to record s-1: an altered record changes its own hash,
-    which the next record's link no longer matches.
+    on; otherwise (index, seq, reason) naming the first record that cannot be trusted.
+    A broken link between records s-1 and s is charged to record s-1 (index may then
+    be -1: the record before this run): an altered record changes its own hash, which
+    the next record's link no longer matches.
     """
     for index, data in enumerate(records):
         try:
@@ -106,7 +107,7 @@ def verify_chain(records, prev_hash=GENESIS_HASH, prev_seq=None):
         if prev_seq is not None and rec["seq"] != prev_seq + 1:
             return (index, rec["seq"], "sequence jumps from %d to %d" % (prev_seq, rec["seq"]))
         if rec["prev_hash"] != prev_hash:
-            return (index, rec["seq"] - 1, "record %d does not match the hash that record %d holds for it: "
+            return (index - 1, rec["seq"] - 1, "record %d does not match the hash that record %d holds for it: "
                     "record %d was altered (or the link in record %d)" % (rec["seq"] - 1, rec["seq"], rec["seq"] - 1, rec["seq"]))
         prev_hash = record_hash(data)
         prev_seq = rec["seq"]
