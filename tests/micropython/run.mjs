@@ -1,0 +1,26 @@
+// Run a Python file under real MicroPython (WebAssembly port) with the portable core
+// copied into its filesystem. Usage: node run.mjs REPO_ROOT SCRIPT.py
+import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+
+const [root, script] = process.argv.slice(2);
+let failed = false;
+const mp = await loadMicroPython({
+  stdout: (line) => process.stdout.write(line + "\n"),
+  stderr: (line) => { failed = true; process.stderr.write(line + "\n"); },
+});
+mp.FS.mkdirTree("/lib/device/core");
+mp.FS.writeFile("/lib/device/__init__.py", "");
+for (const name of readdirSync(join(root, "device", "core"))) {
+  if (name.endsWith(".py")) {
+    mp.FS.writeFile("/lib/device/core/" + name, readFileSync(join(root, "device", "core", name)));
+  }
+}
+try {
+  mp.runPython(readFileSync(script, "utf8"));
+} catch (err) {
+  process.stderr.write(String(err) + "\n");
+  process.exit(1);
+}
+process.exit(failed ? 1 : 0);

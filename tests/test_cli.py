@@ -1,0 +1,146 @@
+"""The command-line tools as users run them: real processes, one-line errors, exit
+codes, and nothing changed on disk by a failed command."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(tool, *args, cwd=None):
+    module = {"host": "host.cli", "device": "device.cli"}[tool]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", module] + [str(a) for a in args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("tool", ["host", "device"])
+def test_help_explains_every_command(tool):
+    result = run(tool, "--help")
+    assert result.returncode == 0
+    for command in {"host": ["ports", "info", "pull", "verify", "log-check", "ca", "demo"],
+                    "device": ["init", "install-cert", "capture", "serve", "info"]}[tool]:
+        assert command in result.stdout
+
+
+def _one_line_error(result):
+    lines = result.stderr.strip().splitlines()
+    return len(lines) == 1 and lines[0].startswith("error: ")
+
+
+def test_verify_json_reports_every_check(sealed, vendor_ca, tmp_path):
+    anchor = tmp_path / "root.pem"
+    anchor.write_text(vendor_ca[1])
+    paths = [r["path"] for r in sealed["results"].values()]
+    result = run("host", "verify", "--trust-anchor", anchor, "--json", *paths)
+    assert result.returncode == 0, result.stdout
+    reports = json.loads(result.stdout)
+    assert [r["c2pa_state"] for r in reports] == ["Trusted"] * 3
+    assert {c["check"] for c in reports[0]["checks"]} >= {"file", "c2pa", "policy", "aigc", "log"}
+
+
+def test_verify_of_a_file_that_is_not_a_jpeg_says_so(vendor_ca, tmp_path):
+    anchor = tmp_path / "root.pem"
+    anchor.write_text(vendor_ca[1])
+    png = tmp_path / "picture.png"
+    Image.new("RGB", (32, 32)).save(png)
+    result = run("host", "verify", "--trust-anchor", anchor, png)
+    assert result.returncode == 1
+    assert "not a JPEG" in result.stdout
+
+
+def test_verify_of_a_jpeg_without_credentials_says_so(vendor_ca, tmp_path):
+    anchor = tmp_path / "root.pem"
+    anchor.write_text(vendor_ca[1])
+    plain = tmp_path / "plain.jpg"
+    Image.new("RGB", (64, 64), (90, 120, 30)).save(plain)
+    before = plain.read_bytes()
+    result = run("host", "verify", "--trust-anchor", anchor, plain)
+    assert result.returncode == 1
+    assert "no Content Credentials" in result.stdout
+    assert plain.read_bytes() == before
+
+
+def test_pull_from_a_missing_port_is_one_line_and_creates_no_database(tmp_path):
+    db = tmp_path / "audit.sqlite"
+    result = run("host", "pull", "--port", tmp_path / "ttyACM7", "--db", db)
+    assert result.returncode == 2 and _one_line_error(result)
+    assert "does not exist" in result.stderr
+    assert not db.exists()
+
+
+def test_log_check_names_an_edited_record(sealed, service_for, tmp_path):
+    import sqlite3
+    from host import logdb
+    db = tmp_path / "audit.sqlite"
+    logdb.pull(service_for(sealed["state"]).client(), db)
+    con = sqlite3.connect(db)
+    con.execute("UPDATE records SET raw = CAST(replace(CAST(raw AS TEXT), 'composite', 'compositx') AS BLOB) "
+                "WHERE seq=3")
+    con.commit()
+    result = run("host", "log-check", "--db", db)
+    assert result.returncode == 1
+    assert "record 3" in result.stdout
+
+
+def test_device_init_refuses_a_serial_with_spaces_and_leaves_nothing(tmp_path):
+    state = tmp_path / "state"
+    result = run("device", "--state", state, "init", "--serial", "SN 1", "--producer", "Vendor")
+    assert result.returncode == 2 and _one_line_error(result)
+    assert not state.exists()
+
+
+def test_device_init_twice_keeps_the_first_key(tmp_path):
+    state = tmp_path / "state"
+    assert run("device", "--state", state, "init", "--serial", "SN1", "--producer", "Vendor").returncode == 0
+    key = (state / "keys" / "content-key.pem").read_bytes()
+    result = run("device", "--state", state, "init", "--serial", "SN1", "--producer", "Vendor")
+    assert result.returncode == 2 and _one_line_error(result)
+    assert (state / "keys" / "content-key.pem").read_bytes() == key
+    assert oct((state / "keys" / "content-key.pem").stat().st_mode & 0o777) == "0o600"
+
+
+def test_capture_before_provisioning_is_refused(tmp_path):
+    state = tmp_path / "state"
+    run("device", "--state", state, "init", "--serial", "SN1", "--producer", "Vendor")
+    result = run("device", "--state", state, "capture", "--camera", "fake", "--out", tmp_path / "out")
+    assert result.returncode == 2 and _one_line_error(result)
+    assert "provision" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_certificate_for_another_key_is_refused(vendor_ca, tmp_path):
+    from host import ca
+    from device.state import DeviceState
+    other = DeviceState(tmp_path / "other")
+    chain = tmp_path / "chain.pem"
+    chain.write_text(ca.issue_content_certificate(vendor_ca[0], other.init("SN2", "Vendor"), "SN2"))
+    state = tmp_path / "state"
+    run("device", "--state", state, "init", "--serial", "SN1", "--producer", "Vendor")
+    result = run("device", "--state", state, "install-cert", chain)
+    assert result.returncode == 2 and "another key" in result.stderr
+    assert not (state / "certs" / "chain.pem").exists()
+
+
+def test_demo_runs_end_to_end_and_prints_the_table(tmp_path):
+    result = run("host", "demo", "--out", tmp_path / "demo", "--frames", 3)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All files verified." in result.stdout
+    table = [line for line in result.stdout.splitlines() if line.startswith("DEMO-0001-")]
+    assert len(table) == 3 and all(line.endswith("OK") for line in table)
+
+
+def test_demo_will_not_delete_a_folder_it_did_not_make(tmp_path):
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "precious.txt").write_text("x")
+    result = run("host", "demo", "--out", keep)
+    assert result.returncode == 2
+    assert (keep / "precious.txt").exists()
