@@ -63,18 +63,26 @@ def _layout(text, width, height, corner):
     return font, origin, (x0, y0, x0 + plate_w, y0 + plate_h), ink_h
 
 
-def draw_explicit_label(frame, text=DEFAULT_TEXT, corner="bottom-left"):
-    """Draw the label into an HxWx3 uint8 frame in place; return (box, ink height)."""
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ExplicitLabelError("frame must be HxWx3 uint8, got %s %s" % (frame.shape, frame.dtype))
+def draw_explicit_label(image, text=DEFAULT_TEXT, corner="bottom-left"):
+    """Draw the label in place into a PIL RGB image or an HxWx3 uint8 array; return
+    (plate box, ink height in pixels). Only the plate region is touched, so the cost
+    does not grow with the frame: the seal path draws on the image it encodes, with
+    no copy of the whole frame."""
+    is_array = isinstance(image, np.ndarray)
+    if is_array and (image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8):
+        raise ExplicitLabelError("frame must be HxWx3 uint8, got %s %s" % (image.shape, image.dtype))
+    if not is_array and image.mode != "RGB":
+        raise ExplicitLabelError("image must be RGB, got %s" % image.mode)
     if corner not in CORNERS:
         raise ExplicitLabelError("corner must be one of %s" % ", ".join(CORNERS))
-    height, width = frame.shape[:2]
+    height, width = image.shape[:2] if is_array else (image.height, image.width)
     font, origin, box, ink_h = _layout(text, width, height, corner)
     x0, y0, x1, y1 = box
-    region = frame[y0:y1, x0:x1]
-    # Only the plate region is touched: cheap even on a 12 MP frame.
+    region = image[y0:y1, x0:x1] if is_array else np.asarray(image.crop(box))
     plate = Image.fromarray((region.astype(np.uint16) * int(_PLATE_DARKEN * 256) >> 8).astype(np.uint8))
     ImageDraw.Draw(plate).text(origin, text, font=font, fill=(255, 255, 255))
-    region[...] = np.asarray(plate)
+    if is_array:
+        region[...] = np.asarray(plate)
+    else:
+        image.paste(plate, box[:2])
     return box, ink_h

@@ -74,21 +74,24 @@ class Sealer:
             produce_id = self._produce_id(seq)
 
             t = time.perf_counter()
+            image = Image.fromarray(frame)  # a copy: the caller's frame stays as captured
+            timings["jpeg_encode_ms"] = _ms_since(t)
+
+            t = time.perf_counter()
             if decision["explicit"]:
-                frame = frame.copy()
-                draw_explicit_label(frame, self.config["label_text"], self.label_corner)
+                draw_explicit_label(image, self.config["label_text"], self.label_corner)
             timings["explicit_label_ms"] = _ms_since(t)
 
             t = time.perf_counter()
             encoded = io.BytesIO()
-            Image.fromarray(frame).save(encoded, "JPEG", quality=JPEG_QUALITY)
+            image.save(encoded, "JPEG", quality=JPEG_QUALITY)
             data = encoded.getvalue()
-            timings["jpeg_encode_ms"] = _ms_since(t)
+            timings["jpeg_encode_ms"] += _ms_since(t)
 
             t = time.perf_counter()
             label_fields = None
             if decision["label"] is not None:
-                label_fields, data = self._apply_implicit_label(data, decision["label"], produce_id)
+                label_fields, data = self.apply_implicit_label(data, decision["label"], produce_id)
             timings["implicit_label_ms"] = _ms_since(t)
 
             t = time.perf_counter()
@@ -121,7 +124,7 @@ class Sealer:
         return {"path": str(final), "produce_id": produce_id, "seq": seq, "decision": decision,
                 "sha256": digest.hex(), "label": label_fields, "timings": timings}
 
-    def _apply_implicit_label(self, data, label, produce_id):
+    def apply_implicit_label(self, data, label, produce_id):
         producer = self.config["producer"]
         message = aigc.label_signing_message(label, producer, produce_id, jpeg.image_data_digest(data))
         reserved1 = aigc.encode_reserved_code1(self.state.keystore.sign_raw(message))
