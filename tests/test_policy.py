@@ -15,10 +15,10 @@ def readme_policy_rows():
     section = README.read_text().split("## Labeling policy", 1)[1].split("\n## ", 1)[0]
     rows = {}
     for line in section.splitlines():
-        match = re.match(r"\|\s*`(\w+)`\s*\|(.*)\|\s*$", line)
+        match = re.match(r"\|\s*`([\w-]+)`\s*\|(.*)\|\s*$", line)
         if match:
             cells = [c.strip().strip("`") for c in match.group(2).split("|")]
-            label, explicit, dst, art17 = cells
+            _when, label, explicit, dst, art17 = cells
             rows[match.group(1)] = {"label": None if label == "—" else label, "explicit": explicit == "yes",
                                     "dst": dst, "art17": None if art17 == "—" else art17}
     return rows
@@ -29,11 +29,43 @@ def test_readme_documents_exactly_the_policy_table():
 
 
 @pytest.mark.parametrize("source", policy.DECLARED_SOURCES)
-def test_decision_carries_the_row_and_the_rule(source):
+def test_without_a_classifier_the_declared_source_is_the_rule(source):
     decision = policy.decide(source)
     assert decision["rule"] == source and decision["source"] == source
     for key, value in policy.POLICY_TABLE[source].items():
         assert decision[key] == value
+
+
+SCORES_REAL = {"real": 0.9, "synthetic": 0.06, "screen": 0.04}
+
+
+@pytest.mark.parametrize("scores,rule", [
+    (SCORES_REAL, "capture"),
+    ({"real": 0.1, "synthetic": 0.85, "screen": 0.05}, "capture-synthetic"),
+    ({"real": 0.1, "synthetic": 0.05, "screen": 0.85}, "capture-screen"),
+    ({"real": 0.3, "synthetic": 0.69, "screen": 0.01}, "capture"),  # under the threshold
+])
+def test_classifier_verdicts_on_a_declared_capture(scores, rule):
+    decision = policy.decide("capture", scores)
+    assert decision["rule"] == rule
+    assert decision["scores"] == scores
+
+
+@pytest.mark.parametrize("source", ["rig", "composite"])
+def test_a_declared_synthetic_source_keeps_label_1_whatever_the_model_says(source):
+    decision = policy.decide(source, SCORES_REAL)
+    assert decision["label"] == "1" and decision["rule"] == source
+
+
+def test_a_classifier_failure_fails_closed_to_possibly_never_real():
+    decision = policy.decide("capture", classifier_error="frame has shape (2, 2)")
+    assert decision["rule"] == "capture-unclassified" and decision["label"] == "2"
+    assert decision["classifier_error"]
+
+
+def test_the_threshold_is_configurable():
+    scores = {"real": 0.3, "synthetic": 0.69, "screen": 0.01}
+    assert policy.decide("capture", scores, threshold=0.6)["rule"] == "capture-synthetic"
 
 
 def test_an_undeclared_source_is_refused():

@@ -4,6 +4,14 @@ Inputs: the source the device declares for the frame (the rig knows when it rend
 and, where a classifier runs, its scores. Output: a decision dict that the sealer
 applies and that is recorded verbatim in the audit log and the C2PA manifest.
 
+The classifier is a safety net for frames declared as real captures: a declared
+synthetic source keeps its row whatever the model says; an undeclared capture that the
+model finds synthetic or a screen recapture above the threshold is labelled
+"3" (suspected, GB 45438 Annex E); a capture the model could not classify is labelled
+"2" (possibly), never as real. Neither draws the visible label: a false positive must
+not stamp "AI生成" on a real photograph, while the metadata label and the log keep it
+traceable.
+
 Each row says:
     label     GB 45438 Annex E `Label` value, or None: no implicit AIGC label (a real
               capture is not AI-generated content and must not be labelled as such)
@@ -23,26 +31,58 @@ SOURCE_RIG_RENDER = "rig"       # the rig's own render or generator output (avat
 SOURCE_RIG_COMPOSITE = "composite"  # a real capture with synthetic elements composited in
 DECLARED_SOURCES = (SOURCE_CAPTURE, SOURCE_RIG_RENDER, SOURCE_RIG_COMPOSITE)
 
+# Rule name -> row. The first three rules are the declared sources themselves.
 POLICY_TABLE = {
     "capture": {"label": None, "explicit": False, "dst": "digitalCapture", "art17": None},
     "rig": {"label": "1", "explicit": True, "dst": "trainedAlgorithmicMedia", "art17": "3"},
     "composite": {"label": "1", "explicit": True, "dst": "compositeSynthetic", "art17": "5"},
+    # Undeclared capture, classifier verdicts (a camera filming an LED volume or a
+    # rendered scene records a virtual scene: Art. 17 (4), immersive realistic scenes).
+    "capture-synthetic": {"label": "3", "explicit": False, "dst": "virtualRecording", "art17": "4"},
+    "capture-screen": {"label": "3", "explicit": False, "dst": "screenCapture", "art17": None},
+    # The classifier failed on this frame: fail closed, never "real".
+    "capture-unclassified": {"label": "2", "explicit": False, "dst": "digitalCapture", "art17": None},
 }
+DEFAULT_THRESHOLD = 0.8
+# Classifier class -> the rule it triggers for an undeclared capture.
+CLASS_RULES = {"synthetic": "capture-synthetic", "screen": "capture-screen"}
 
 
 class PolicyError(ValueError):
     pass
 
 
-def decide(declared_source):
-    """Return the decision for one frame: the table row plus the rule that chose it."""
-    row = POLICY_TABLE.get(declared_source)
-    if row is None:
+def decide(declared_source, scores=None, threshold=DEFAULT_THRESHOLD, classifier_error=None):
+    """Return the decision for one frame: the chosen row, the rule that chose it, and
+    the classifier's scores (or error) when a classifier ran.
+
+    scores: {class name: probability} or None when no classifier is configured;
+    classifier_error: a one-line reason when the classifier was configured but failed.
+    """
+    if declared_source not in DECLARED_SOURCES:
         raise PolicyError("unknown declared source %r; use one of %s"
                           % (declared_source, ", ".join(DECLARED_SOURCES)))
-    decision = {"source": declared_source, "rule": declared_source}
+    rule = declared_source
+    if declared_source == SOURCE_CAPTURE:
+        if classifier_error is not None:
+            rule = "capture-unclassified"
+        elif scores is not None:
+            best = None
+            for name in CLASS_RULES:
+                score = scores.get(name, 0.0)
+                if score >= threshold and (best is None or score > scores[best]):
+                    best = name
+            if best is not None:
+                rule = CLASS_RULES[best]
+    decision = {"source": declared_source, "rule": rule}
+    row = POLICY_TABLE[rule]
     for key in row:
         decision[key] = row[key]
+    if scores is not None:
+        decision["scores"] = dict((k, round(v, 4)) for k, v in scores.items())
+        decision["threshold"] = threshold
+    if classifier_error is not None:
+        decision["classifier_error"] = classifier_error
     return decision
 
 
