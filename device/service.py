@@ -29,12 +29,7 @@ def serve(state, port, baudrate=115200, stop=None, ready=None):
     stop = stop or threading.Event()
     link = open_port(port, baudrate)
     log = state.log()
-
-    def info():
-        log.refresh()  # records sealed by a capture process since the last request
-        return state.info()
-
-    endpoint = DeviceEndpoint(info, log)
+    endpoint = DeviceEndpoint(state.info, log)
     reader = framing.FrameReader()
     if ready is not None:
         ready.set()
@@ -45,7 +40,7 @@ def serve(state, port, baudrate=115200, stop=None, ready=None):
                 continue
             for payload, error in reader.feed(data):
                 if payload is not None:
-                    log.refresh()
+                    log.refresh()  # take in records a capture process sealed meanwhile
                     answer = endpoint.handle_request(payload)
                 else:
                     answer = bad_frame_response(error)

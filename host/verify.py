@@ -9,8 +9,10 @@ A report is a dict:
 """
 
 import hashlib
+import io
 import json
 import sqlite3
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import c2pa
@@ -19,15 +21,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-import xml.etree.ElementTree as ET
 
 from device.core import aigc, jpeg, policy
 from device.seal import C2PA_ASSERTION_LABEL
 
 from . import logdb
 
-_XMP_TAG = "{%s}%s" % (aigc.XMP_NAMESPACE, aigc.XMP_PROPERTY)
-_XMP_ATTR = _XMP_TAG
+# ElementTree's name for TC260:AIGC, as an element or as an attribute.
+_XMP_NAME = "{%s}%s" % (aigc.XMP_NAMESPACE, aigc.XMP_PROPERTY)
 
 
 class _Report:
@@ -59,10 +60,10 @@ def read_xmp_label(packet):
         raise aigc.LabelError("XMP packet is not well-formed XML")
     found = []
     for element in root.iter():
-        if element.tag == _XMP_TAG:
+        if element.tag == _XMP_NAME:
             found.append(element.text or "")
-        if _XMP_ATTR in element.attrib:
-            found.append(element.attrib[_XMP_ATTR])
+        if _XMP_NAME in element.attrib:
+            found.append(element.attrib[_XMP_NAME])
     if len(found) > 1:
         raise aigc.LabelError("XMP carries %d TC260:AIGC labels; GB 45438 allows one" % len(found))
     return found[0] if found else None
@@ -98,7 +99,6 @@ def verify_file(path, trust_anchors_pem, db_path=None):
 
 
 def _check_c2pa(report, data, trust_anchors_pem):
-    import io
     try:
         reader = c2pa.Reader("image/jpeg", io.BytesIO(data), context=c2pa_reader_context(trust_anchors_pem))
     except c2pa.C2paError as err:
