@@ -1,0 +1,109 @@
+"""The implicit label: Annex E fields, the character set, ReservedCode1, and XMP
+carriage in JPEG."""
+
+import io
+import json
+import os
+
+import pytest
+from hypothesis import given, strategies as st
+from PIL import Image
+
+from device.core import aigc, jpeg
+from host.verify import read_xmp_label
+
+RC1 = aigc.encode_reserved_code1(bytes(range(64)))
+
+
+def test_label_has_the_seven_keys_in_order_and_first_write_propagator_fields():
+    label = json.loads(aigc.build_label("1", "Vendor", "SN-1", RC1))
+    assert list(label) == list(aigc.FIELDS)
+    assert label["ContentPropagator"] == "Vendor" and label["PropagateID"] == "SN-1"
+
+
+def test_parse_accepts_the_bare_object_and_the_wrapper():
+    text = aigc.build_label("1", "Vendor", "SN-1", RC1)
+    assert aigc.parse_label(text) == aigc.parse_label('{"AIGC":%s}' % text)
+
+
+@pytest.mark.parametrize("bad,reason", [
+    ('{"Label":"1"}', "lacks"),
+    ("not json", "not valid JSON"),
+    ("[1]", "not a JSON object"),
+])
+def test_parse_names_what_is_wrong(bad, reason):
+    with pytest.raises(aigc.LabelError, match=reason):
+        aigc.parse_label(bad)
+
+
+def test_parse_refuses_extra_keys_and_unknown_label_values():
+    label = json.loads(aigc.build_label("1", "Vendor", "SN-1", RC1))
+    with pytest.raises(aigc.LabelError, match="unknown keys"):
+        aigc.parse_label(json.dumps(dict(label, Extra="x")))
+    with pytest.raises(aigc.LabelError, match="not 1, 2 or 3"):
+        aigc.parse_label(json.dumps(dict(label, Label="4")))
+
+
+@given(st.text(min_size=1, max_size=20))
+def test_character_set_is_exactly_annex_e(value):
+    allowed = all(c == "!" or "#" <= c <= "[" or "]" <= c <= "~" for c in value)
+    try:
+        aigc.check_value("ProduceID", value)
+        assert allowed
+    except aigc.LabelError:
+        assert not allowed
+
+
+@given(st.binary(min_size=64, max_size=64))
+def test_reserved_code1_round_trips_within_the_character_set(raw):
+    text = aigc.encode_reserved_code1(raw)
+    aigc.check_value("ReservedCode1", text)
+    assert aigc.decode_reserved_code1(text) == raw
+
+
+def _jpeg():
+    out = io.BytesIO()
+    Image.new("RGB", (48, 32), (10, 200, 30)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def test_xmp_round_trips_through_a_jpeg_and_leaves_the_image_digest_alone():
+    data = _jpeg()
+    label = aigc.build_label("1", "Vendor", "SN-1", RC1)
+    labelled = jpeg.insert_xmp(data, aigc.build_xmp(label))
+    assert read_xmp_label(jpeg.find_xmp(labelled)) == label
+    assert jpeg.image_data_digest(labelled) == jpeg.image_data_digest(data)
+    assert Image.open(io.BytesIO(labelled)).size == (48, 32)
+
+
+def test_a_second_metadata_label_is_refused():
+    labelled = jpeg.insert_xmp(_jpeg(), aigc.build_xmp("{}"))
+    with pytest.raises(jpeg.JpegError, match="already carries"):
+        jpeg.insert_xmp(labelled, aigc.build_xmp("{}"))
+
+
+def test_reader_accepts_the_attribute_form_and_refuses_two_labels():
+    ns = aigc.XMP_NAMESPACE
+    attribute = ('<?xpacket begin="" id="x"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+                 'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+                 'xmlns:TC260="%s" TC260:AIGC="{&quot;Label&quot;:&quot;1&quot;}"/></rdf:RDF></x:xmpmeta>'
+                 '<?xpacket end="w"?>' % ns)
+    assert read_xmp_label(attribute.encode()) == '{"Label":"1"}'
+    twice = attribute.replace("/></rdf:RDF>", '><TC260:AIGC>{}</TC260:AIGC></rdf:Description></rdf:RDF>')
+    with pytest.raises(aigc.LabelError, match="allows one"):
+        read_xmp_label(twice.encode())
+
+
+def test_a_pixel_change_changes_the_image_digest():
+    data = bytearray(_jpeg())
+    digest = jpeg.image_data_digest(bytes(data))
+    data[-10] ^= 1
+    assert jpeg.image_data_digest(bytes(data)) != digest
+
+
+@given(st.binary(max_size=400))
+def test_segment_walker_only_raises_jpeg_error(data):
+    try:
+        list(jpeg.segments(b"\xff\xd8" + data))
+    except jpeg.JpegError:
+        pass
