@@ -14,14 +14,16 @@ class CameraError(Exception):
 
 class FakeCamera:
     """Deterministic test scenes: smooth gradients, shapes and sensor-like noise.
-    Frame n is the same on every run (seeded by n), different from frame n+1."""
+    Frame n is the same on every run (seeded by n), different from frame n+1.
+    sensor_noise=0 gives clean renders, as a rig feeding a capture card would."""
 
-    def __init__(self, width=1280, height=960, seed=0):
+    def __init__(self, width=1280, height=960, seed=0, sensor_noise=3.0):
         if width < 64 or height < 64:
             raise CameraError("fake camera frames must be at least 64x64")
         self.width = width
         self.height = height
         self.seed = seed
+        self.sensor_noise = sensor_noise
         self.frame_index = 0
         self.pre_callback = None
         self.channel_order = "RGB"
@@ -39,7 +41,8 @@ class FakeCamera:
             r = rng.uniform(0.05, 0.2) * min(h, w)
             mask = (y - cy / h) ** 2 * h * h + (x - cx / w) ** 2 * w * w < r * r
             frame[mask] = rng.uniform(0, 255, size=3)
-        frame += rng.normal(0, 3, size=(h, w, 1)).astype(np.float32)
+        if self.sensor_noise:
+            frame += rng.normal(0, self.sensor_noise, size=(h, w, 1)).astype(np.float32)
         out = np.clip(frame, 0, 255).astype(np.uint8)
         self.frame_index += 1
         if self.pre_callback is not None:

@@ -8,6 +8,8 @@ Runs with tflite-runtime (preferred, numpy<2) or ai-edge-litert (same Interprete
 TensorFlow is never needed on the device.
 """
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +101,49 @@ def read_labels(labels_path):
     return labels
 
 
+# Loads the model in a child process: the TFLite runtime does not verify the flatbuffer
+# and dereferences whatever offsets a truncated or corrupt file holds (a segfault, not
+# an exception). The child crashing is how we learn the file is bad without the agent dying.
+_PROBE_SCRIPT = """
+import importlib, sys
+interpreter = importlib.import_module(sys.argv[1]).Interpreter(model_path=sys.argv[2])
+interpreter.allocate_tensors()
+"""
+PROBE_TIMEOUT_S = 120
+
+
+def check_model_file(model_path, interpreter_class):
+    """Raise ClassifierError unless model_path is a TFLite flatbuffer the runtime can load."""
+    model_path = Path(model_path)
+    with open(model_path, "rb") as handle:
+        header = handle.read(8)
+    if len(header) < 8 or header[4:8] != b"TFL3":
+        raise ClassifierError(
+            f"model file {model_path} is not a TFLite model (no TFL3 identifier); "
+            "point model_path at a .tflite file"
+        )
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", _PROBE_SCRIPT, interpreter_class.__module__, str(model_path)],
+            capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise ClassifierError(
+            f"model file {model_path} did not load within {PROBE_TIMEOUT_S} s; "
+            "it may be corrupt: rebuild it with 'make model' or copy it again"
+        ) from None
+    if probe.returncode != 0:
+        if probe.returncode < 0:
+            reason = f"the interpreter crashed with signal {-probe.returncode}"
+        else:
+            lines = [line for line in probe.stderr.strip().splitlines() if line.strip()]
+            reason = lines[-1] if lines else f"exit status {probe.returncode}"
+        raise ClassifierError(
+            f"model file {model_path} is not a loadable TFLite model ({reason}); "
+            "it may be truncated or corrupt: rebuild it with 'make model' or copy it again"
+        )
+
+
 def _tensor_description(detail):
     return f"{detail['name']} {np.dtype(detail['dtype']).name}{list(detail['shape'])}"
 
@@ -115,6 +160,7 @@ class Classifier:
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ClassifierError(f"num_threads must be a positive integer, got {num_threads!r}")
         interpreter_class = load_interpreter_class()
+        check_model_file(model_path, interpreter_class)
         try:
             self._interpreter = interpreter_class(
                 model_path=str(model_path), num_threads=num_threads
@@ -150,8 +196,11 @@ class Classifier:
                 f"model {model_path} input shape {list(shape)} is not [1, H, W, 3]"
             )
         self.input_height, self.input_width = shape[1], shape[2]
-        self._input_scale, self._input_zero_point = self._input["quantization"]
-        self._output_scale, self._output_zero_point = self._output["quantization"]
+        # (scale, zero_point) as stored in the model: real_value = scale * (int8 - zero_point).
+        self.input_quantization = tuple(self._input["quantization"])
+        self.output_quantization = tuple(self._output["quantization"])
+        self._input_scale, self._input_zero_point = self.input_quantization
+        self._output_scale, self._output_zero_point = self.output_quantization
         if self._input_scale == 0 or self._output_scale == 0:
             raise ClassifierError(
                 f"model {model_path} has no quantization parameters on its input or output; "
@@ -178,6 +227,12 @@ class Classifier:
 
     def classify_image(self, image):
         """Model-sized uint8 RGB image -> {class_name: probability}."""
+        expected = (self.input_height, self.input_width, 3)
+        if not isinstance(image, np.ndarray) or image.shape != expected or image.dtype != np.uint8:
+            raise ClassifierError(
+                f"model image must be a uint8 array of shape {expected}; "
+                "pass camera frames of any size to classify() instead"
+            )
         self._interpreter.set_tensor(self._input["index"], self.quantize_input(image))
         self._interpreter.invoke()
         raw = self._interpreter.get_tensor(self._output["index"]).reshape(-1)

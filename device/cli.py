@@ -6,6 +6,8 @@ import os
 import sys
 
 from . import __version__
+from .classifier import DEFAULT_LABELS, DEFAULT_MODEL
+from .core.policy import DEFAULT_THRESHOLD
 
 DEFAULT_STATE = os.environ.get("SYNTHSEAL_STATE", "/var/lib/synthseal")
 DEFAULT_OUT = os.environ.get("SYNTHSEAL_OUT", "/var/lib/synthseal/out")
@@ -44,16 +46,39 @@ def cmd_capture(args):
     for source in sources:
         if source not in DECLARED_SOURCES:
             raise ValueError("unknown source %r; use one of %s" % (source, ", ".join(DECLARED_SOURCES)))
-    sealer = Sealer(_state(args))
-    camera = FakeCamera(args.width, args.height) if args.camera == "fake" else Picamera2Source(args.width, args.height)
+    sealer = Sealer(_state(args), *_load_classifier(args), threshold=args.threshold)
+    if args.camera == "fake":
+        camera = FakeCamera(args.width, args.height, seed=args.seed, sensor_noise=args.sensor_noise)
+    else:
+        camera = Picamera2Source(args.width, args.height)
     try:
         for n in range(args.frames):
             source = sources[n % len(sources)]
             result = sealer.seal(camera.capture_array(), source, args.out)
-            print("%s  seq %d  %-9s Label %s  %s" % (result["path"], result["seq"], source,
-                                                    result["decision"]["label"] or "-", result["decision"]["dst"]))
+            decision = result["decision"]
+            verdict = ""
+            if "scores" in decision:
+                best = max(decision["scores"], key=decision["scores"].get)
+                verdict = "  classifier: %s %.2f" % (best, decision["scores"][best])
+            print("%s  seq %d  declared %-9s -> rule %-18s Label %s  %s%s" % (
+                result["path"], result["seq"], source, decision["rule"], decision["label"] or "-", decision["dst"],
+                verdict))
     finally:
         camera.close()
+
+
+def _load_classifier(args):
+    """(classifier, None), or (None, reason) when a configured model cannot be loaded:
+    the agent still runs, and labels every capture by the fail-closed rule."""
+    if args.model == "none":
+        return None, None
+    from .classifier import Classifier, ClassifierError
+    try:
+        return Classifier(args.model, args.labels, num_threads=args.threads), None
+    except ClassifierError as err:
+        print("warning: classifier not loaded: %s; captures will be labelled 'possibly AI-generated' (Label 2)"
+              % err, file=sys.stderr)
+        return None, str(err)
 
 
 def cmd_serve(args):
@@ -98,6 +123,15 @@ def build_parser():
                    help="frame source (default: %(default)s; fake gives deterministic test scenes)")
     p.add_argument("--width", type=int, default=4056, help="frame width (default: %(default)s, Pi HQ camera)")
     p.add_argument("--height", type=int, default=3040, help="frame height (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="fake camera: scene seed (default: %(default)s)")
+    p.add_argument("--sensor-noise", type=float, default=3.0,
+                   help="fake camera: noise sigma; 0 gives clean renders, as from a capture card (default: %(default)s)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL),
+                   help="int8 TFLite classifier checked on every frame, or 'none' (default: the shipped model)")
+    p.add_argument("--labels", default=str(DEFAULT_LABELS), help="the model's class names, one per line")
+    p.add_argument("--threads", type=int, default=2, help="classifier threads (default: %(default)s)")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help="score at which an undeclared capture is labelled suspected (default: %(default)s)")
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("serve", help="answer the host tool on a serial port")

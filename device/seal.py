@@ -48,8 +48,15 @@ def c2pa_settings(thumbnail=False):
 class Sealer:
     """Seals frames for one provisioned device. Build once; seal many frames."""
 
-    def __init__(self, state, label_corner="bottom-left"):
+    def __init__(self, state, classifier=None, classifier_error=None,
+                 threshold=policy.DEFAULT_THRESHOLD, label_corner="bottom-left"):
+        """classifier: a device.classifier.Classifier, or None to rely on declared
+        sources alone. classifier_error: why a configured classifier could not be
+        loaded; every capture is then labelled by the fail-closed rule."""
         self.state = state
+        self.classifier = classifier
+        self.classifier_error = classifier_error
+        self.threshold = threshold
         self.config = state.config()
         self.chain_pem = state.chain_pem()
         self.log = state.log()
@@ -63,13 +70,28 @@ class Sealer:
         # sequence number reused after a failed seal still yields a fresh ID.
         return "%s-%08d-%s" % (self.config["serial"], seq, secrets.token_hex(4))
 
-    def seal(self, frame, declared_source, out_dir):
-        """Seal one captured HxWx3 RGB frame; return a dict describing the result."""
+    def classify(self, frame, channel_order="RGB"):
+        """Return (scores, error): the classifier's verdict, or why there is none."""
+        if self.classifier is None:
+            return None, self.classifier_error
+        from .classifier import ClassifierError
+        try:
+            return self.classifier.classify(frame, channel_order), None
+        except ClassifierError as err:
+            return None, str(err)
+
+    def seal(self, frame, declared_source, out_dir, channel_order="RGB"):
+        """Seal one captured HxWx3 frame; return a dict describing the result."""
         out_dir = Path(out_dir)
         timings = {}
         tmp = None
         try:
-            decision = policy.decide(declared_source)
+            t = time.perf_counter()
+            scores, classifier_error = self.classify(frame, channel_order)
+            timings["classify_ms"] = _ms_since(t)
+            decision = policy.decide(declared_source, scores, self.threshold, classifier_error)
+            if channel_order == "BGR":
+                frame = frame[:, :, ::-1]
             seq = self.log.next_seq
             produce_id = self._produce_id(seq)
 

@@ -55,10 +55,13 @@ def run_demo(out, frames=6):
     _device(state, "install-cert", chain)
     print("    key: %s (mode 0600, never leaves the device)" % (state / "keys" / "content-key.pem"))
 
-    _step(3, "Device: fake camera, %d frames, declared rig render / real capture / composite in turn" % frames)
-    _step(4, "Device: each frame labelled, sealed (C2PA) and logged")
-    print(_device(state, "capture", "--camera", "fake", "--width", 1280, "--height", 960, "--frames", frames,
-                  "--source", "rig,capture,composite", "--out", files).rstrip().replace(str(out) + "/", "    "))
+    _step(3, "Device: fake camera, %d frames declared rig render / real capture / composite in turn, "
+             "then 2 clean renders fed in undeclared (declared as real captures)" % frames)
+    _step(4, "Device: each frame classified (int8 TFLite), labelled, sealed (C2PA) and logged")
+    for source, count, noise, seed in (("rig,capture,composite", frames, 3, 0), ("capture", 2, 0, 1)):
+        print(_device(state, "capture", "--camera", "fake", "--width", 1280, "--height", 960, "--frames", count,
+                      "--source", source, "--sensor-noise", noise, "--seed", seed, "--out", files)
+              .rstrip().replace(str(out) + "/", "    "))
 
     _step(5, "Host: pull the audit log over the virtual serial link into SQLite")
     with VirtualSerialLink() as link:

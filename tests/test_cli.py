@@ -133,8 +133,10 @@ def test_demo_runs_end_to_end_and_prints_the_table(tmp_path):
     result = run("host", "demo", "--out", tmp_path / "demo", "--frames", 3)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All files verified." in result.stdout
-    table = [line for line in result.stdout.splitlines() if line.startswith("DEMO-0001-")]
-    assert len(table) == 3 and all(line.endswith("OK") for line in table)
+    table = [line.split() for line in result.stdout.splitlines() if line.startswith("DEMO-0001-")]
+    # 3 declared frames (rig, capture, composite), then 2 clean renders declared as captures.
+    assert len(table) == 5 and all(row[-1] == "OK" for row in table)
+    assert [row[1] for row in table] == ["1", "-", "1", "3", "3"]
 
 
 def test_demo_will_not_delete_a_folder_it_did_not_make(tmp_path):

@@ -10,7 +10,7 @@ import io
 import math
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 # ---------------------------------------------------------------- basic helpers
 
@@ -329,7 +329,9 @@ def camera_capture(rng, scene, downscale=1.0):
         scene = resize(scene, big_h, big_w, Image.BICUBIC)
     h, w, _ = scene.shape
     linear = np.clip(scene, 0, 1) ** 2.2
-    linear = blur(linear, rng.uniform(0.5, 1.4))
+    linear = blur(linear, rng.uniform(0.5, 2.0))
+    if rng.random() < 0.15:
+        linear = motion_blur(linear, int(rng.integers(3, 12)), horizontal=rng.random() < 0.5)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     radius2 = ((yy - h / 2) ** 2 + (xx - w / 2) ** 2) / ((h / 2) ** 2 + (w / 2) ** 2)
     linear = linear * (1 - rng.uniform(0.0, 0.45) * radius2)[..., None]
@@ -344,14 +346,22 @@ def camera_capture(rng, scene, downscale=1.0):
     if rng.random() < 0.5:
         amount = rng.uniform(0.2, 1.0)
         rgb = rgb + amount * (rgb - blur(rgb, 1.0))
-    if rng.random() < 0.25:  # ISP denoise
-        rgb = blur(rgb, rng.uniform(0.4, 0.8))
+    if rng.random() < 0.35:  # ISP denoise
+        rgb = blur(rgb, rng.uniform(0.4, 1.0))
     out = to_uint8(rgb)
     if downscale > 1.01:
         out = np.asarray(Image.fromarray(out).resize((width, height), Image.BOX))
     if rng.random() < 0.5:
-        out = jpeg_roundtrip(out, rng.uniform(70, 97))
+        out = jpeg_roundtrip(out, rng.uniform(50, 97))
     return out
+
+
+def motion_blur(image, length, horizontal):
+    """Box blur along one axis: camera shake or a moving subject during the exposure."""
+    axis = 1 if horizontal else 0
+    padded = np.pad(image, [(0, 0)] * axis + [(length // 2, length - 1 - length // 2)] + [(0, 0)] * (2 - axis), mode="edge")
+    size = image.shape[axis]
+    return sum(np.take(padded, np.arange(i, i + size), axis=axis) for i in range(length)) / length
 
 
 # ---------------------------------------------------------------- screen recapture
@@ -377,19 +387,22 @@ def display_panel(rng, content_u8, frame_h, frame_w):
     fill = rng.uniform(0.55, 0.95)  # vertical fill factor of the subpixels
     rows_lit = max(1, int(round(cell * fill)))
     for c in range(3):
-        pattern[:rows_lit, c * stripe:(c + 1) * stripe - (1 if rng.random() < 0.7 else 0), c] = 3.0
+        pattern[:rows_lit, c * stripe:(c + 1) * stripe - (1 if rng.random() < 0.7 else 0), c] = 1.0
     if rng.random() < 0.3:  # some panels use a different subpixel order
         pattern = pattern[:, ::-1]
+    # The camera exposes for the screen: lift the panel's mean back to the content's.
+    exposure_gain = rng.uniform(0.7, 1.0) / float(pattern.mean(axis=(0, 1)).mean())
     panel = np.repeat(np.repeat(content, cell, axis=0), cell, axis=1) * np.tile(pattern, (display_h, display_w, 1))
-    panel_u8 = to_uint8(panel / 3.0 * rng.uniform(2.0, 3.0))
-    pil = Image.fromarray(panel_u8)
+    pil = Image.fromarray(to_uint8(panel))
+    # The camera's optics spread each subpixel before the sensor samples it.
+    pil = pil.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 4.0)))
     angle = rng.uniform(-5, 5)
     pil = pil.rotate(angle, resample=Image.BILINEAR, expand=False)
     scale_w, scale_h = display_w * pitch, display_h * pitch
     pil = pil.resize((int(scale_w), int(scale_h)), Image.BOX)
     top = int(rng.integers(0, max(1, pil.height - frame_h)))
     left = int(rng.integers(0, max(1, pil.width - frame_w)))
-    frame = to_float(np.asarray(pil)[top:top + frame_h, left:left + frame_w])
+    frame = to_float(np.asarray(pil)[top:top + frame_h, left:left + frame_w]) * exposure_gain
     if frame.shape[0] < frame_h or frame.shape[1] < frame_w:
         frame = resize(frame, frame_h, frame_w)
     # Glare: a soft specular reflection on the glass.

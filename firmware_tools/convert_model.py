@@ -1,0 +1,144 @@
+"""Bring your own model: convert a Keras or SavedModel classifier to full-integer int8 TFLite.
+
+Run it in the training environment (TensorFlow), e.g.:
+
+    make .venv-train/.stamp-train
+    PYTHONPATH=. .venv-train/bin/python -m firmware_tools.convert_model my_model.keras \\
+        --representative vendor_data/calibration --labels my_labels.txt \\
+        --eval vendor_data/labelled --out models/vendor_int8.tflite
+
+Model contract (the device feeds every model the same way): one input of shape
+[1, H, W, 3] taking RGB pixels / 255 (float in [0, 1]), one output of class scores
+(softmax) in the order of the labels file. The device samples each camera frame on an
+HxW grid (device.classifier.preprocess); representative and evaluation images go through
+the same function here.
+
+Steps: convert with post-training full-integer quantization using the representative
+images; fail unless every tensor is integer (int8, with int32 biases) and input and
+output are int8; load the result with the device's Classifier (checks the labels count);
+with --eval, score float32 and int8 on a folder with one subfolder per class (subfolder
+names = labels) and print accuracy and confusion matrices. Exit status 0 when the model
+is fully integer and loads, 1 otherwise.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def image_files(folder):
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_frame(path):
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def labelled_images(folder, labels, height, width):
+    """Images and label indices from folder/<label>/*; unknown subfolders are an error."""
+    from device.classifier import preprocess
+
+    folder = Path(folder)
+    subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    unknown = [name for name in subfolders if name not in labels]
+    if unknown:
+        raise SystemExit(f"--eval {folder}: subfolders {unknown} are not in the labels {labels}")
+    images, targets = [], []
+    for name in subfolders:
+        for path in image_files(folder / name):
+            images.append(preprocess(load_frame(path), height, width))
+            targets.append(labels.index(name))
+    if not images:
+        raise SystemExit(f"--eval {folder}: no images found in class subfolders")
+    return np.stack(images), np.array(targets)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m firmware_tools.convert_model",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="Keras model file (.keras or .h5) or SavedModel directory")
+    parser.add_argument("--representative", required=True, help="folder of representative frames (any size; searched recursively)")
+    parser.add_argument("--labels", required=True, help="labels file, one class per line, in model output order")
+    parser.add_argument("--out", required=True, help="output .tflite path; the labels are copied beside it as <out>.labels.txt")
+    parser.add_argument("--eval", help="labelled folder: one subfolder per class, named as in --labels")
+    parser.add_argument("--max-representative", type=int, default=300, help="representative frames used (default 300)")
+    parser.add_argument("--report", help="also write the JSON report to this file")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from device.classifier import Classifier, ClassifierError, preprocess, read_labels
+    from firmware_tools.model import quantize
+    from firmware_tools.model.metrics import confusion_matrix
+    from firmware_tools.model.tflite_eval import FloatModel, fully_integer_problems, predict_int8
+
+    labels = read_labels(args.labels)
+    model = quantize.load_model(args.model)
+    float_bytes = quantize.convert_float(model)
+    with tempfile.TemporaryDirectory() as scratch:
+        float_path = Path(scratch) / "float32.tflite"
+        float_path.write_bytes(float_bytes)
+        float_model = FloatModel(float_path)
+        _, height, width, channels = (int(n) for n in float_model.input["shape"])
+        if channels != 3:
+            raise SystemExit(f"model input has {channels} channels; the device feeds RGB (3)")
+
+        rep_files = image_files(args.representative)[: args.max_representative]
+        if not rep_files:
+            raise SystemExit(f"--representative {args.representative}: no images found")
+        representative = np.stack([preprocess(load_frame(p), height, width) for p in rep_files])
+
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(quantize.convert_int8(model, representative, max_samples=len(representative)))
+        labels_out = out.with_suffix(".labels.txt")
+        labels_out.write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
+
+        report = {"model": str(out), "labels": str(labels_out), "input": [height, width, 3],
+                  "representative_frames": len(representative), "size_bytes": out.stat().st_size}
+        problems = fully_integer_problems(out)
+        report["fully_integer"] = not problems
+        report["problems"] = problems
+        try:
+            classifier = Classifier(out, labels_out)
+        except ClassifierError as exc:
+            report["problems"].append(str(exc))
+            classifier = None
+
+        if args.eval and classifier is not None:
+            images, targets = labelled_images(args.eval, labels, height, width)
+            float_pred = float_model.predict(images).argmax(axis=1)
+            int8_pred = predict_int8(classifier, images).argmax(axis=1)
+            report["eval"] = {
+                "n_images": int(len(targets)),
+                "accuracy_float32": float((float_pred == targets).mean()),
+                "accuracy_int8": float((int8_pred == targets).mean()),
+                "confusion_matrix_int8": confusion_matrix(targets, int8_pred, len(labels)).tolist(),
+                "confusion_matrix_float32": confusion_matrix(targets, float_pred, len(labels)).tolist(),
+            }
+
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.report:
+        Path(args.report).write_text(text + "\n", encoding="utf-8")
+    if report["problems"]:
+        print("conversion did not produce a usable full-integer model: " + "; ".join(report["problems"]), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""The shipped int8 scene classifier, run with the real tflite-runtime interpreter (no TensorFlow)."""
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.classifier import (
+    DEFAULT_LABELS,
+    DEFAULT_MODEL,
+    Classifier,
+    ClassifierError,
+    load_interpreter_class,
+    preprocess,
+)
+from firmware_tools.model.metrics import evaluate, roc_auc
+from firmware_tools.model.tflite_eval import FloatModel, fully_integer_problems, predict_int8
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "models"
+FLOAT_MODEL = MODELS / "synthseal_scene_float32.tflite"
+METRICS = json.loads((MODELS / "synthseal_scene_metrics.json").read_text(encoding="utf-8"))
+CARD = (MODELS / "MODEL_CARD.md").read_text(encoding="utf-8")
+HELDOUT = REPO / METRICS["heldout_file"]
+EXPECTED_LABELS = ["real", "synthetic", "screen"]
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return Classifier(num_threads=2)
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    with np.load(HELDOUT) as data:
+        return data["images"], data["labels"], data["sources"]
+
+
+@pytest.fixture(scope="module")
+def int8_metrics(classifier, heldout):
+    images, labels, _ = heldout
+    return evaluate(predict_int8(classifier, images), labels, classifier.labels)
+
+
+@pytest.fixture(scope="module")
+def float_metrics(heldout):
+    images, labels, _ = heldout
+    return evaluate(FloatModel(FLOAT_MODEL).predict(images), labels, EXPECTED_LABELS)
+
+
+# ---------------------------------------------------------------- shipped model
+
+
+def test_interpreter_comes_from_tflite_runtime():
+    assert load_interpreter_class().__module__.startswith("tflite_runtime")
+
+
+def test_no_interpreter_package_names_both_packages(monkeypatch):
+    # A None entry in sys.modules makes that import fail, as on a device with neither installed.
+    for module in ("tflite_runtime", "tflite_runtime.interpreter", "ai_edge_litert", "ai_edge_litert.interpreter"):
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ClassifierError, match="tflite-runtime.*ai-edge-litert"):
+        load_interpreter_class()
+
+
+def test_shipped_model_is_full_integer_int8_with_matching_labels(classifier):
+    assert fully_integer_problems(DEFAULT_MODEL) == []
+    assert classifier.labels == EXPECTED_LABELS
+    assert Path(DEFAULT_LABELS).read_text(encoding="utf-8").split() == EXPECTED_LABELS
+    assert (classifier.input_height, classifier.input_width) == (METRICS["input"]["height"], METRICS["input"]["width"])
+
+
+def test_float_build_of_the_network_is_not_full_integer():
+    problems = fully_integer_problems(FLOAT_MODEL)
+    assert any("float32" in problem for problem in problems)
+
+
+def test_card_states_size_and_sha256_of_the_committed_model():
+    data = Path(DEFAULT_MODEL).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    assert METRICS["model"]["sha256"] == digest
+    assert METRICS["model"]["size_bytes"] == len(data)
+    assert digest in CARD and f"{len(data)} bytes" in CARD
+
+
+def test_classify_returns_probabilities_for_every_label(classifier):
+    frame = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    result = classifier.classify(frame)
+    assert list(result) == EXPECTED_LABELS
+    assert all(0.0 <= p <= 1.0 for p in result.values())
+    assert sum(result.values()) == pytest.approx(1.0, abs=0.02)
+
+
+# ---------------------------------------------------------------- held-out metrics
+
+
+def test_heldout_set_is_the_one_the_card_was_measured_on():
+    assert hashlib.sha256(HELDOUT.read_bytes()).hexdigest() == METRICS["heldout_sha256"]
+
+
+def test_card_int8_metrics_are_reproduced_from_committed_model(int8_metrics):
+    recorded = METRICS["heldout"]["int8"]
+    assert int8_metrics["confusion_matrix"] == recorded["confusion_matrix"]
+    assert int8_metrics["accuracy"] == pytest.approx(recorded["accuracy"], abs=1e-9)
+    for key in ("roc_auc_real_vs_synthetic", "roc_auc_real_vs_not_real"):
+        assert int8_metrics[key] == pytest.approx(recorded[key], abs=1e-6)
+    for label in EXPECTED_LABELS:
+        assert int8_metrics["roc_auc_one_vs_rest"][label] == pytest.approx(recorded["roc_auc_one_vs_rest"][label], abs=1e-6)
+    # The card is rendered from the same numbers.
+    assert f"{100 * int8_metrics['accuracy']:.1f}%" in CARD
+    assert f"{int8_metrics['roc_auc_real_vs_synthetic']:.4f}" in CARD
+
+
+def test_card_float_metrics_are_reproduced_from_committed_float_model(float_metrics):
+    recorded = METRICS["heldout"]["float32"]
+    assert float_metrics["confusion_matrix"] == recorded["confusion_matrix"]
+    assert float_metrics["accuracy"] == pytest.approx(recorded["accuracy"], abs=1e-9)
+
+
+def test_int8_accuracy_within_one_point_of_float(int8_metrics, float_metrics):
+    assert abs(int8_metrics["accuracy"] - float_metrics["accuracy"]) <= 0.01
+
+
+def test_real_photographs_score_below_renders(int8_metrics):
+    # Held-out scikit-image photographs (never trained on) against renders, P(synthetic) as score.
+    assert int8_metrics["roc_auc_real_vs_synthetic"] >= 0.9
+    confusion = np.array(int8_metrics["confusion_matrix"])
+    real, synthetic = EXPECTED_LABELS.index("real"), EXPECTED_LABELS.index("synthetic")
+    assert confusion[real, real] > confusion[real].sum() / 2
+    assert confusion[synthetic, synthetic] > confusion[synthetic].sum() / 2
+
+
+def test_roc_auc_counts_ranks_and_ties():
+    assert roc_auc([0.1, 0.2, 0.8, 0.9], [False, False, True, True]) == 1.0
+    assert roc_auc([0.9, 0.8, 0.2, 0.1], [False, False, True, True]) == 0.0
+    assert roc_auc([0.5, 0.5], [False, True]) == 0.5
+    assert roc_auc([0.1, 0.6, 0.4, 0.9], [False, False, True, True]) == 0.75
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
+def test_full_resolution_frame_is_sampled_to_the_model_image(classifier, heldout):
+    """A 3040x4056-class frame made of 47x63 blocks samples back to the exact model image."""
+    image = heldout[0][0]
+    frame = np.repeat(np.repeat(image, 47, axis=0), 63, axis=1)  # 3008 x 4032
+    assert np.array_equal(preprocess(frame, 64, 64), image)
+    expected = classifier.classify_image(image)
+    assert classifier.classify(frame) == expected
+    # picamera2 RGB888 buffers are BGR in memory.
+    assert classifier.classify(np.ascontiguousarray(frame[..., ::-1]), channel_order="BGR") == expected
+
+
+def test_channel_order_changes_what_the_model_sees(classifier):
+    frame = np.zeros((120, 160, 3), np.uint8)
+    frame[..., 0] = 255
+    assert np.array_equal(preprocess(frame, 64, 64, "BGR")[0, 0], [0, 0, 255])
+    assert np.array_equal(preprocess(frame, 64, 64, "RGB")[0, 0], [255, 0, 0])
+
+
+def test_input_is_quantized_with_the_models_own_parameters(classifier):
+    scale, zero_point = classifier.input_quantization
+    image = np.array([[[0, 128, 255]]], np.uint8)
+    expected = np.clip(np.round(image / 255.0 / scale) + zero_point, -128, 127)
+    assert np.array_equal(classifier.quantize_input(image)[0], expected)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ClassifierError, match="not found"):
+        Classifier(tmp_path / "absent.tflite")
+
+
+def test_truncated_model_is_a_clear_error(tmp_path):
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(Path(DEFAULT_MODEL).read_bytes()[:4000])
+    with pytest.raises(ClassifierError, match="truncated or corrupt"):
+        Classifier(truncated)
+
+
+def test_garbage_model_is_a_clear_error(tmp_path):
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"not a flatbuffer at all" * 10)
+    with pytest.raises(ClassifierError, match="not a TFLite model"):
+        Classifier(garbage)
+
+
+def test_float_model_is_refused(tmp_path):
+    with pytest.raises(ClassifierError, match=r"float32\[1, 64, 64, 3\], not int8"):
+        Classifier(FLOAT_MODEL)
+
+
+def test_labels_count_mismatch_is_a_clear_error(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("real\nsynthetic\n", encoding="utf-8")
+    with pytest.raises(ClassifierError, match="has 2 classes but model .* outputs 3"):
+        Classifier(labels_path=labels)
+
+
+def test_missing_or_empty_labels_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ClassifierError, match="cannot read labels file"):
+        Classifier(labels_path=tmp_path / "absent.txt")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(ClassifierError, match="empty"):
+        Classifier(labels_path=empty)
+
+
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        (np.zeros((480, 640), np.uint8), r"shape \(480, 640\)"),
+        (np.zeros((480, 640, 4), np.uint8), r"shape \(480, 640, 4\)"),
+        (np.zeros((0, 640, 3), np.uint8), r"shape \(0, 640, 3\)"),
+        (np.zeros((480, 640, 3), np.float32), "dtype float32"),
+        ([[[0, 0, 0]]], "is a list"),
+    ],
+)
+def test_wrong_frame_is_a_clear_error(classifier, frame, message):
+    with pytest.raises(ClassifierError, match=message):
+        classifier.classify(frame)
+
+
+def test_model_image_of_the_wrong_size_is_a_clear_error(classifier):
+    with pytest.raises(ClassifierError, match=r"shape \(64, 64, 3\)"):
+        classifier.classify_image(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_unknown_channel_order_is_a_clear_error(classifier):
+    with pytest.raises(ClassifierError, match="channel_order 'YUV'"):
+        classifier.classify(np.zeros((10, 10, 3), np.uint8), channel_order="YUV")
+
+
+# ---------------------------------------------------------------- tools
+
+
+def test_bench_reports_int8_and_float_latency_and_size():
+    from firmware_tools.model.bench_classifier import bench_classifier
+
+    result = bench_classifier(repeats=5)
+    assert set(result["int8_ms_per_frame"]) == {"1", "2"} == set(result["float32_ms_per_frame"])
+    assert all(ms > 0 for ms in result["int8_ms_per_frame"].values())
+    assert result["model_size_bytes"] == Path(DEFAULT_MODEL).stat().st_size
+    assert result["int8_classify_full_frame_ms"]["ms"] > 0
+
+
+def test_vendor_converter_documents_itself():
+    completed = subprocess.run(
+        [sys.executable, "-m", "firmware_tools.convert_model", "--help"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )
+    for option in ("--representative", "--labels", "--eval", "--out"):
+        assert option in completed.stdout
+    assert "full-integer" in completed.stdout
