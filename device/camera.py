@@ -54,8 +54,9 @@ class FakeCamera:
 
 
 class Picamera2Source:
-    """The real camera (Raspberry Pi). picamera2's "RGB888" buffers are BGR in memory;
-    we ask for it and flip to RGB so every consumer sees one channel order."""
+    """The real camera (Raspberry Pi). picamera2's "RGB888" buffers are B, G, R in
+    memory; frames are handed on as captured, with channel_order "BGR", and the
+    classifier and the sealer read them in that order (no extra full-frame copy)."""
 
     def __init__(self, width=4056, height=3040):
         try:
@@ -68,11 +69,10 @@ class Picamera2Source:
         self._camera.configure(config)
         self._camera.start()
         self.pre_callback = None
-        self.channel_order = "RGB"
+        self.channel_order = "BGR"
 
     def capture_array(self):
-        frame = self._camera.capture_array("main")[:, :, ::-1]  # BGR in memory -> RGB
-        frame = np.ascontiguousarray(frame)
+        frame = self._camera.capture_array("main")
         if self.pre_callback is not None:
             self.pre_callback(frame)
         return frame

@@ -54,7 +54,7 @@ def cmd_capture(args):
     try:
         for n in range(args.frames):
             source = sources[n % len(sources)]
-            result = sealer.seal(camera.capture_array(), source, args.out)
+            result = sealer.seal(camera.capture_array(), source, args.out, camera.channel_order)
             decision = result["decision"]
             verdict = ""
             if "scores" in decision:

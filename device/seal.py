@@ -53,6 +53,8 @@ class Sealer:
         """classifier: a device.classifier.Classifier, or None to rely on declared
         sources alone. classifier_error: why a configured classifier could not be
         loaded; every capture is then labelled by the fail-closed rule."""
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError("classifier threshold must be in (0, 1], got %r" % (threshold,))
         self.state = state
         self.classifier = classifier
         self.classifier_error = classifier_error
@@ -81,7 +83,10 @@ class Sealer:
             return None, str(err)
 
     def seal(self, frame, declared_source, out_dir, channel_order="RGB"):
-        """Seal one captured HxWx3 frame; return a dict describing the result."""
+        """Seal one captured HxWx3 uint8 frame; return a dict describing the result.
+        channel_order: "RGB", or "BGR" for picamera2 RGB888 buffers as captured."""
+        if channel_order not in ("RGB", "BGR"):
+            raise SealError("frame not emitted: channel_order %r is not 'RGB' or 'BGR'" % (channel_order,))
         out_dir = Path(out_dir)
         timings = {}
         tmp = None

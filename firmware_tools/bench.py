@@ -1,7 +1,8 @@
 """`make bench`: the per-frame seal cost on a Pi HQ camera frame (4056x3040), against
 its physical floor (SHA-256 of the same bytes: every seal must at least read them
 once) and against c2pa-python signing the same file with its default settings, all
-in one run on one machine. Medians of several runs; JSON out.
+in one run on one machine; and the scene classifier's latency (int8 at 1 and 2
+threads, float32 of the same network) and size. Medians of several runs; JSON out.
 """
 
 import argparse
@@ -19,8 +20,10 @@ import c2pa
 from PIL import Image
 
 from device.camera import FakeCamera
+from device.classifier import Classifier
 from device.seal import JPEG_QUALITY, Sealer
 from device.state import DeviceState
+from firmware_tools.model.bench_classifier import bench_classifier
 from host import ca
 
 WIDTH, HEIGHT = 4056, 3040
@@ -42,17 +45,20 @@ def bench_seal(runs):
         ca.create_vendor_ca(tmp / "ca", "Bench Vendor")
         state = DeviceState(tmp / "device")
         state.install_chain(ca.issue_content_certificate(tmp / "ca", state.init("BENCH-1", "bench"), "BENCH-1"))
-        sealer = Sealer(state)
+        # The classifier runs on every capture; its time is reported apart from the seal
+        # stages, which the seal/floor ratios compare.
+        sealer = Sealer(state, Classifier(num_threads=2))
         frame = FakeCamera(WIDTH, HEIGHT).capture_array()
         sealer.seal(frame, "rig", tmp / "out")  # warm-up: font layout, c2pa library load
         stages = {stage: [] for stage in SEAL_STAGES}
-        totals, encode = [], []
+        totals, encode, classify = [], [], []
         for _ in range(runs):
             result = sealer.seal(frame, "rig", tmp / "out")
             for stage in SEAL_STAGES:
                 stages[stage].append(result["timings"][stage])
             totals.append(sum(result["timings"][s] for s in SEAL_STAGES))
             encode.append(result["timings"]["jpeg_encode_ms"])
+            classify.append(result["timings"]["classify_ms"])
         sealed = Path(result["path"]).read_bytes()
 
         # The same file as c2pa-python's default settings would sign it: the labelled
@@ -80,6 +86,7 @@ def bench_seal(runs):
         "seal_ms_median": seal_ms,
         "seal_stage_ms_median": {s: round(statistics.median(v), 3) for s, v in stages.items()},
         "jpeg_encode_ms_median_excluded": round(statistics.median(encode), 3),
+        "classify_ms_median_2_threads": round(statistics.median(classify), 3),
         "sha256_of_sealed_file_ms_median": sha_ms,
         "c2pa_python_default_sign_ms_median": c2pa_default_ms,
         "seal_vs_sha256_floor": round(seal_ms / sha_ms, 2),
@@ -94,7 +101,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     report = {"machine": {"python": platform.python_version(), "machine": platform.machine(),
                           "c2pa_sdk": c2pa.sdk_version()},
-              "seal": bench_seal(args.runs)}
+              "seal": bench_seal(args.runs),
+              "classifier": bench_classifier()}
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

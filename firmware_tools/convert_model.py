@@ -42,15 +42,24 @@ def load_frame(path):
         return np.asarray(image.convert("RGB"))
 
 
-def labelled_images(folder, labels, height, width):
-    """Images and label indices from folder/<label>/*; unknown subfolders are an error."""
-    from device.classifier import preprocess
-
+def class_subfolders(folder, labels):
+    """The class subfolders of a labelled folder; unknown or missing folders are an error."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise SystemExit(f"--eval {folder}: not a folder; give one subfolder per class, named as in --labels")
     subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
     unknown = [name for name in subfolders if name not in labels]
     if unknown:
         raise SystemExit(f"--eval {folder}: subfolders {unknown} are not in the labels {labels}")
+    return subfolders
+
+
+def labelled_images(folder, labels, height, width):
+    """Images and label indices from folder/<label>/*."""
+    from device.classifier import preprocess
+
+    folder = Path(folder)
+    subfolders = class_subfolders(folder, labels)
     images, targets = [], []
     for name in subfolders:
         for path in image_files(folder / name):
@@ -81,11 +90,23 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     from device.classifier import Classifier, ClassifierError, preprocess, read_labels
-    from firmware_tools.model import quantize
     from firmware_tools.model.metrics import confusion_matrix
     from firmware_tools.model.tflite_eval import FloatModel, fully_integer_problems, predict_int8
 
-    labels = read_labels(args.labels)
+    try:
+        labels = read_labels(args.labels)
+    except ClassifierError as exc:
+        raise SystemExit(str(exc)) from None
+    # Check the inputs before the minutes-long conversion, not after it.
+    if not Path(args.model).exists():
+        raise SystemExit(f"model {args.model} not found; give a .keras/.h5 file or a SavedModel folder")
+    rep_files = image_files(args.representative)[: args.max_representative]
+    if not rep_files:
+        raise SystemExit(f"--representative {args.representative}: no images found")
+    if args.eval:
+        class_subfolders(args.eval, labels)
+    from firmware_tools.model import quantize  # TensorFlow: seconds to import
+
     model = quantize.load_model(args.model)
     float_bytes = quantize.convert_float(model)
     with tempfile.TemporaryDirectory() as scratch:
@@ -96,9 +117,6 @@ def main(argv=None):
         if channels != 3:
             raise SystemExit(f"model input has {channels} channels; the device feeds RGB (3)")
 
-        rep_files = image_files(args.representative)[: args.max_representative]
-        if not rep_files:
-            raise SystemExit(f"--representative {args.representative}: no images found")
         representative = np.stack([preprocess(load_frame(p), height, width) for p in rep_files])
 
         out = Path(args.out)

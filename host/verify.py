@@ -138,8 +138,12 @@ def _check_decision(report, manifest, seal):
     actions = manifest["assertions"].get("c2pa.actions.v2") or manifest["assertions"].get("c2pa.actions") or {}
     created = [a for a in actions.get("actions", []) if a.get("action") == "c2pa.created"]
     dst = created[0].get("digitalSourceType") if created else None
+    rederived = _rederive_rule(decision)
     if mismatched:
         report.add("policy", "fail", "decision differs from the policy table in %s" % ", ".join(mismatched))
+    elif rederived != decision["rule"]:
+        report.add("policy", "fail", "rule %r does not follow from the recorded source, scores and threshold "
+                   "(the policy gives %r)" % (decision["rule"], rederived))
     elif dst != policy.digital_source_type_uri(decision):
         report.add("policy", "fail", "c2pa.created digitalSourceType %s does not match the decision (%s)" % (dst, decision["dst"]))
     else:
@@ -148,6 +152,17 @@ def _check_decision(report, manifest, seal):
                       decision["dst"]))
     report.data["explicit_label"] = decision.get("explicit")
     return decision
+
+
+def _rederive_rule(decision):
+    """The rule the policy gives for the decision's own inputs (declared source, the
+    classifier's scores, threshold or error), or None when they are not usable."""
+    try:
+        return policy.decide(decision.get("source"), decision.get("scores"),
+                             decision.get("threshold", policy.DEFAULT_THRESHOLD),
+                             decision.get("classifier_error"))["rule"]
+    except (policy.PolicyError, TypeError, AttributeError):
+        return None
 
 
 def _check_implicit_label(report, data, seal, decision):

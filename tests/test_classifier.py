@@ -258,3 +258,48 @@ def test_vendor_converter_documents_itself():
     for option in ("--representative", "--labels", "--eval", "--out"):
         assert option in completed.stdout
     assert "full-integer" in completed.stdout
+
+
+def test_make_bench_writes_seal_and_classifier_figures(tmp_path):
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, "-m", "firmware_tools.bench", "--runs", "2", "--out", str(out)],
+                   cwd=REPO, capture_output=True, text=True, check=True)
+    report = json.loads(out.read_text(encoding="utf-8"))
+    seal = report["seal"]
+    assert seal["frame"] == "4056x3040"
+    for key in ("seal_ms_median", "sha256_of_sealed_file_ms_median", "c2pa_python_default_sign_ms_median",
+                "classify_ms_median_2_threads"):
+        assert seal[key] > 0
+    assert seal["seal_vs_sha256_floor"] == pytest.approx(seal["seal_ms_median"] / seal["sha256_of_sealed_file_ms_median"], rel=0.01)
+    classifier = report["classifier"]
+    assert set(classifier["int8_ms_per_frame"]) == {"1", "2"} == set(classifier["int8_vs_float32"])
+    assert classifier["model_size_bytes"] == Path(DEFAULT_MODEL).stat().st_size
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing-model", "not found"),
+    ("missing-labels", "cannot read labels file"),
+    ("empty-representative", "no images found"),
+    ("unknown-class", "['cartoon'] are not in the labels"),
+])
+def test_vendor_converter_checks_its_inputs_before_converting(tmp_path, case, message):
+    """Checked before TensorFlow is imported: these run in the device venv, which has none."""
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "labelled" / "cartoon").mkdir(parents=True)
+    from PIL import Image
+    Image.new("RGB", (80, 60)).save(tmp_path / "rep" / "frame.png")
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"placeholder")
+    args = {"model": model, "--representative": tmp_path / "rep", "--labels": DEFAULT_LABELS,
+            "--eval": tmp_path / "labelled", "--out": tmp_path / "out.tflite"}
+    args.update({"missing-model": {"model": tmp_path / "absent.keras"},
+                 "missing-labels": {"--labels": tmp_path / "absent.txt"},
+                 "empty-representative": {"--representative": tmp_path / "empty"},
+                 "unknown-class": {}}[case])
+    argv = [str(args.pop("model"))] + [str(item) for pair in args.items() for item in pair]
+    completed = subprocess.run([sys.executable, "-m", "firmware_tools.convert_model", *argv],
+                               cwd=REPO, capture_output=True, text=True)
+    assert completed.returncode == 1
+    assert message in completed.stderr and "Traceback" not in completed.stderr
+    assert not (tmp_path / "out.tflite").exists()

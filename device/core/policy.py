@@ -62,6 +62,9 @@ def decide(declared_source, scores=None, threshold=DEFAULT_THRESHOLD, classifier
     if declared_source not in DECLARED_SOURCES:
         raise PolicyError("unknown declared source %r; use one of %s"
                           % (declared_source, ", ".join(DECLARED_SOURCES)))
+    if scores is not None:
+        # Decide on the scores as recorded, so that anyone can re-derive the rule from the record.
+        scores = dict((k, round(v, 4)) for k, v in scores.items())
     rule = declared_source
     if declared_source == SOURCE_CAPTURE:
         if classifier_error is not None:
@@ -79,7 +82,7 @@ def decide(declared_source, scores=None, threshold=DEFAULT_THRESHOLD, classifier
     for key in row:
         decision[key] = row[key]
     if scores is not None:
-        decision["scores"] = dict((k, round(v, 4)) for k, v in scores.items())
+        decision["scores"] = scores
         decision["threshold"] = threshold
     if classifier_error is not None:
         decision["classifier_error"] = classifier_error

@@ -45,6 +45,11 @@ def bench_classifier(model_path=DEFAULT_MODEL, labels_path=DEFAULT_LABELS, float
         "threads": 2,
         "ms": median_ms(lambda: classifier.classify(frame, channel_order="BGR"), max(20, repeats // 4)),
     }
+    if result["float32_ms_per_frame"]:
+        result["int8_vs_float32"] = {
+            threads: round(ms / result["float32_ms_per_frame"][threads], 3)
+            for threads, ms in result["int8_ms_per_frame"].items()
+        }
     result["model_size_bytes"] = Path(model_path).stat().st_size
     if Path(float_model_path).exists():
         result["float32_model_size_bytes"] = Path(float_model_path).stat().st_size

@@ -1,0 +1,184 @@
+"""The shipped int8 classifier inside the sealer: its verdict drives the policy, its
+scores are recorded in the audit log and the C2PA manifest, and every failure to
+classify falls back to Label "2" (possibly), never to "real"."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import c2pa
+import numpy as np
+import pytest
+from PIL import Image
+
+from device.camera import FakeCamera
+from device.classifier import DEFAULT_MODEL, Classifier
+from device.core import logrecord, policy
+from device.seal import C2PA_ASSERTION_LABEL, Sealer
+from host.verify import c2pa_reader_context, verify_file
+
+from conftest import make_device
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return Classifier(num_threads=2)
+
+
+@pytest.fixture(scope="module")
+def device_with_classifier(tmp_path_factory, vendor_ca, classifier):
+    base = tmp_path_factory.mktemp("classified")
+    state = make_device(base / "device", vendor_ca)
+    return state, Sealer(state, classifier), base / "out"
+
+
+def _manifest_seal(path, vendor_ca):
+    with open(path, "rb") as f:
+        reader = c2pa.Reader("image/jpeg", f, context=c2pa_reader_context(vendor_ca[1]))
+        assert reader.get_validation_state() == "Trusted"
+        manifest = json.loads(reader.json())
+    active = manifest["manifests"][manifest["active_manifest"]]
+    return {a["label"]: a["data"] for a in active["assertions"]}
+
+
+def _log_record(state, seq):
+    return logrecord.decode_record(state.log().read(seq, 1)[0])
+
+
+def _exiftool_label(path):
+    out = subprocess.run(["exiftool", "-j", "-XMP-TC260:Aigc", str(path)], capture_output=True, text=True, check=True)
+    text = json.loads(out.stdout)[0].get("Aigc")
+    return json.loads(text)["Label"] if text else None
+
+
+def test_scores_are_recorded_in_the_log_and_the_c2pa_assertion(device_with_classifier, vendor_ca):
+    state, sealer, out = device_with_classifier
+    result = sealer.seal(FakeCamera(1280, 960, seed=3).capture_array(), "capture", out)
+    scores = result["decision"]["scores"]
+    assert list(scores) == ["real", "synthetic", "screen"]
+    assert result["decision"]["threshold"] == policy.DEFAULT_THRESHOLD
+    assert _log_record(state, result["seq"])["decision"] == result["decision"]
+    assertions = _manifest_seal(result["path"], vendor_ca)
+    assert assertions[C2PA_ASSERTION_LABEL]["decision"]["scores"] == scores
+    assert result["timings"]["classify_ms"] > 0
+
+
+def test_clean_render_declared_as_a_capture_is_labelled_suspected(device_with_classifier, vendor_ca):
+    """A noise-free render fed in as a 'real capture' (a capture card, an undeclared generator)."""
+    state, sealer, out = device_with_classifier
+    frame = FakeCamera(1280, 960, seed=1, sensor_noise=0).capture_array()
+    result = sealer.seal(frame, "capture", out)
+    decision = result["decision"]
+    assert decision["scores"]["synthetic"] >= policy.DEFAULT_THRESHOLD
+    assert decision["rule"] == "capture-synthetic" and decision["label"] == "3"
+    assert _exiftool_label(result["path"]) == "3"
+    assertions = _manifest_seal(result["path"], vendor_ca)
+    created = assertions["c2pa.actions.v2"]["actions"][0]
+    assert created["digitalSourceType"] == policy.IPTC_DST + "virtualRecording"
+    # Suspected, not declared: no visible "AI生成" plate on what may be a real photograph.
+    decoded = np.asarray(Image.open(result["path"]).convert("RGB")).astype(int)
+    assert np.abs(decoded - frame.astype(int)).mean() < 4
+    report = verify_file(result["path"], vendor_ca[1])
+    assert report["ok"], report["checks"]
+    assert report["label"] == "3"
+
+
+def test_a_declared_render_keeps_label_1_whatever_the_model_says(device_with_classifier):
+    state, sealer, out = device_with_classifier
+    noisy = FakeCamera(1280, 960, seed=3).capture_array()  # looks like a camera capture
+    result = sealer.seal(noisy, "rig", out)
+    assert result["decision"]["rule"] == "rig" and result["decision"]["label"] == "1"
+    assert "scores" in result["decision"]
+
+
+def test_the_threshold_decides_between_capture_and_suspected(device, classifier, tmp_path):
+    # A frame between clean render and camera capture, where the model is unsure.
+    candidates = (FakeCamera(640, 480, seed=seed, sensor_noise=noise).capture_array()
+                  for noise in (1.0, 1.5, 2.0, 0.5) for seed in range(4))
+    frame, synthetic = next((f, s) for f in candidates
+                            for s in [round(classifier.classify(f)["synthetic"], 4)] if 0.05 < s < 0.99)
+    above = Sealer(device, classifier, threshold=min(1.0, synthetic + 0.0001)).seal(frame, "capture", tmp_path)
+    at = Sealer(device, classifier, threshold=synthetic).seal(frame, "capture", tmp_path)
+    assert above["decision"]["rule"] == "capture" and above["decision"]["label"] is None
+    assert at["decision"]["rule"] == "capture-synthetic"
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.5, 1.5, float("nan")])
+def test_a_threshold_outside_0_1_is_refused(device, threshold):
+    with pytest.raises(ValueError, match="threshold"):
+        Sealer(device, threshold=threshold)
+
+
+def test_a_bgr_frame_is_classified_and_sealed_as_its_rgb_twin(device, classifier, tmp_path):
+    """picamera2's RGB888 buffers are B, G, R in memory."""
+    rgb = FakeCamera(640, 480, seed=5).capture_array()
+    sealer = Sealer(device, classifier)
+    from_rgb = sealer.seal(rgb, "rig", tmp_path)
+    from_bgr = sealer.seal(np.ascontiguousarray(rgb[..., ::-1]), "rig", tmp_path, channel_order="BGR")
+    assert from_bgr["decision"]["scores"] == from_rgb["decision"]["scores"]
+    decoded = [np.asarray(Image.open(r["path"]).convert("RGB")) for r in (from_rgb, from_bgr)]
+    assert np.array_equal(decoded[0], decoded[1])
+
+
+def test_a_classifier_error_fails_closed_to_possibly(device, vendor_ca, tmp_path):
+    sealer = Sealer(device, classifier_error="model file x.tflite is truncated")
+    result = sealer.seal(FakeCamera(640, 480).capture_array(), "capture", tmp_path)
+    assert result["decision"]["rule"] == "capture-unclassified" and result["decision"]["label"] == "2"
+    assert result["decision"]["classifier_error"] == "model file x.tflite is truncated"
+    assert _exiftool_label(result["path"]) == "2"
+    assert verify_file(result["path"], vendor_ca[1])["ok"]
+
+
+def test_verify_fails_a_rule_that_does_not_follow_from_the_recorded_scores(device, vendor_ca, tmp_path, monkeypatch):
+    """A device (or anyone holding its key) that records high synthetic scores but
+    labels the frame a plain capture is caught by re-deriving the rule."""
+    sealer = Sealer(device)
+    forged = {**policy.decide("capture"), "scores": {"real": 0.01, "synthetic": 0.98, "screen": 0.01},
+              "threshold": 0.8}
+    with monkeypatch.context() as patched:
+        patched.setattr(policy, "decide", lambda *args, **kwargs: forged)
+        result = sealer.seal(FakeCamera(640, 480).capture_array(), "capture", tmp_path)
+    report = verify_file(result["path"], vendor_ca[1])
+    failed = {c["check"]: c["detail"] for c in report["checks"] if c["status"] == "fail"}
+    assert not report["ok"] and "does not follow" in failed["policy"]
+
+
+# ---------------------------------------------------------------- the device CLI
+
+
+def _device_cli(*args):
+    return subprocess.run([sys.executable, "-m", "device.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.fixture
+def provisioned_state(tmp_path, vendor_ca):
+    return make_device(tmp_path / "state", vendor_ca).directory
+
+
+def test_cli_with_a_truncated_model_warns_and_labels_possibly(provisioned_state, tmp_path):
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(Path(DEFAULT_MODEL).read_bytes()[:5000])
+    result = _device_cli("--state", provisioned_state, "capture", "--camera", "fake", "--width", 640, "--height", 480,
+                         "--source", "capture", "--model", truncated, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "truncated or corrupt" in warning[0] and "Label 2" in warning[0]
+    assert "capture-unclassified" in result.stdout and "Label 2" in result.stdout
+
+
+def test_cli_without_a_model_relies_on_the_declared_source(provisioned_state, tmp_path):
+    result = _device_cli("--state", provisioned_state, "capture", "--camera", "fake", "--width", 640, "--height", 480,
+                         "--source", "capture", "--sensor-noise", 0, "--model", "none", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "rule capture " in result.stdout and "Label -" in result.stdout and "classifier" not in result.stdout
+
+
+def test_cli_refuses_a_threshold_outside_0_1(provisioned_state, tmp_path):
+    result = _device_cli("--state", provisioned_state, "capture", "--threshold", 2, "--out", tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:") and "threshold" in result.stderr
+    assert not (tmp_path / "out").exists()
