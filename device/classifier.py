@@ -14,8 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = _MODELS_DIR / "synthseal_scene_int8.tflite"
+# A checkout (or editable install) has models/ beside device/; an installed wheel puts
+# the shipped model under the environment's prefix (pyproject: data-files).
+_CHECKOUT_MODELS = Path(__file__).resolve().parent.parent / "models"
+_INSTALLED_MODELS = Path(sys.prefix) / "share" / "synthseal" / "models"
+_SHIPPED_MODEL_NAME = "synthseal_scene_int8.tflite"
+_MODELS_DIR = _CHECKOUT_MODELS if (_CHECKOUT_MODELS / _SHIPPED_MODEL_NAME).is_file() else _INSTALLED_MODELS
+DEFAULT_MODEL = _MODELS_DIR / _SHIPPED_MODEL_NAME
 DEFAULT_LABELS = _MODELS_DIR / "labels.txt"
 
 CHANNEL_ORDERS = ("RGB", "BGR")
@@ -90,9 +95,10 @@ def read_labels(labels_path):
     labels_path = Path(labels_path)
     try:
         text = labels_path.read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
         raise ClassifierError(
-            f"cannot read labels file {labels_path}: {exc.strerror or exc}; "
+            f"cannot read labels file {labels_path}: {reason}; "
             "point labels_path at the labels.txt shipped with the model"
         ) from None
     labels = [line.strip() for line in text.splitlines() if line.strip()]
@@ -115,8 +121,11 @@ PROBE_TIMEOUT_S = 120
 def check_model_file(model_path, interpreter_class):
     """Raise ClassifierError unless model_path is a TFLite flatbuffer the runtime can load."""
     model_path = Path(model_path)
-    with open(model_path, "rb") as handle:
-        header = handle.read(8)
+    try:
+        with open(model_path, "rb") as handle:
+            header = handle.read(8)
+    except OSError as exc:
+        raise ClassifierError(f"cannot read model file {model_path}: {exc.strerror or exc}") from None
     if len(header) < 8 or header[4:8] != b"TFL3":
         raise ClassifierError(
             f"model file {model_path} is not a TFLite model (no TFL3 identifier); "
@@ -148,10 +157,30 @@ def _tensor_description(detail):
     return f"{detail['name']} {np.dtype(detail['dtype']).name}{list(detail['shape'])}"
 
 
+# int8 softmax outputs step in 1/256; a sum this far from 1 is not a softmax.
+SOFTMAX_SUM_TOLERANCE = 0.05
+
+
+def probabilities_from_output(raw, scale, zero_point):
+    """Dequantize an int8 softmax output and renormalize its rounding away.
+    Raise ClassifierError for anything that is not a probability distribution."""
+    scores = (np.asarray(raw).astype(np.float32) - zero_point) * scale
+    total = float(scores.sum())
+    if scores.min() < -1e-6 or abs(total - 1.0) > SOFTMAX_SUM_TOLERANCE:
+        raise ClassifierError(
+            f"model output {np.round(scores, 3).tolist()} is not a probability distribution "
+            "(the model must end in a softmax)"
+        )
+    return np.clip(scores, 0.0, None) / total
+
+
 class Classifier:
     """One int8 interpreter for the life of the object; classify() maps a frame to class probabilities."""
 
-    def __init__(self, model_path=DEFAULT_MODEL, labels_path=DEFAULT_LABELS, num_threads=2):
+    def __init__(self, model_path=DEFAULT_MODEL, labels_path=DEFAULT_LABELS, num_threads=2,
+                 required_labels=()):
+        """required_labels: class names the caller acts on (the policy's); a labels file
+        without them is refused, so that a renamed class can never read as "not found"."""
         model_path = Path(model_path)
         if not model_path.is_file():
             raise ClassifierError(
@@ -206,6 +235,14 @@ class Classifier:
                 f"model {model_path} has no quantization parameters on its input or output; "
                 "convert it with full-integer quantization"
             )
+        # Frames are always fed as pixel/255: the input's int8 range must cover [0, 1].
+        low = self._input_scale * (-128 - self._input_zero_point)
+        high = self._input_scale * (127 - self._input_zero_point)
+        if low > 0.01 or high < 0.99:
+            raise ClassifierError(
+                f"model {model_path} input is quantized for [{low:.3g}, {high:.3g}], not pixel/255 "
+                "in [0, 1]; convert it with representative images scaled to [0, 1]"
+            )
 
         self.labels = read_labels(labels_path)
         output_size = int(np.prod(self._output["shape"]))
@@ -214,12 +251,21 @@ class Classifier:
                 f"labels file {labels_path} has {len(self.labels)} classes but model "
                 f"{model_path} outputs {output_size}; use the labels.txt built with this model"
             )
+        missing = [name for name in required_labels if name not in self.labels]
+        if missing:
+            raise ClassifierError(
+                f"labels file {labels_path} lacks the classes {missing} that the labeling policy "
+                f"acts on (it has {self.labels}); name the model's classes as the policy does"
+            )
+        # A zero frame through the network once: a model whose output is not a probability
+        # distribution (logits, no softmax) is refused here rather than misread per frame.
+        self.classify_image(np.zeros((self.input_height, self.input_width, 3), np.uint8))
 
     def quantize_input(self, image):
         """uint8 RGB model image -> int8 input tensor, with the model's own scale/zero point.
 
-        The network was trained on pixel/255; the quantization parameters are read from
-        the model so that a vendor model with a different input range still gets fed right.
+        Every model takes pixel/255 (the contract checked at load); the scale and zero point
+        that map it to int8 are read from the model, since each conversion picks its own.
         """
         real = image.astype(np.float32) / 255.0
         quantized = np.round(real / self._input_scale) + self._input_zero_point
@@ -236,13 +282,7 @@ class Classifier:
         self._interpreter.set_tensor(self._input["index"], self.quantize_input(image))
         self._interpreter.invoke()
         raw = self._interpreter.get_tensor(self._output["index"]).reshape(-1)
-        scores = (raw.astype(np.float32) - self._output_zero_point) * self._output_scale
-        total = float(scores.sum())
-        if total <= 0:
-            # Only an output that is not a softmax gets here; fall back to an even split.
-            scores = np.full_like(scores, 1.0 / len(scores))
-        else:
-            scores = scores / total
+        scores = probabilities_from_output(raw, self._output_scale, self._output_zero_point)
         return {label: float(score) for label, score in zip(self.labels, scores)}
 
     def classify(self, frame, channel_order="RGB"):

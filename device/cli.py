@@ -73,8 +73,9 @@ def _load_classifier(args):
     if args.model == "none":
         return None, None
     from .classifier import Classifier, ClassifierError
+    from .core.policy import CLASS_RULES
     try:
-        return Classifier(args.model, args.labels, num_threads=args.threads), None
+        return Classifier(args.model, args.labels, num_threads=args.threads, required_labels=tuple(CLASS_RULES)), None
     except ClassifierError as err:
         print("warning: classifier not loaded: %s; captures will be labelled 'possibly AI-generated' (Label 2)"
               % err, file=sys.stderr)
@@ -88,6 +89,16 @@ def cmd_serve(args):
         serve(_state(args), args.port, args.baud)
     except KeyboardInterrupt:
         pass
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("%r is not a positive whole number" % text)
+    return value
 
 
 def build_parser():
@@ -118,25 +129,25 @@ def build_parser():
     p.add_argument("--out", default=DEFAULT_OUT, help="output folder for sealed files (default: %(default)s)")
     p.add_argument("--source", default="capture",
                    help="declared source: capture, rig or composite; a comma list cycles per frame (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=1, help="number of frames (default: %(default)s)")
+    p.add_argument("--frames", type=_positive_int, default=1, help="number of frames (default: %(default)s)")
     p.add_argument("--camera", choices=("fake", "picamera2"), default="picamera2",
                    help="frame source (default: %(default)s; fake gives deterministic test scenes)")
-    p.add_argument("--width", type=int, default=4056, help="frame width (default: %(default)s, Pi HQ camera)")
-    p.add_argument("--height", type=int, default=3040, help="frame height (default: %(default)s)")
+    p.add_argument("--width", type=_positive_int, default=4056, help="frame width (default: %(default)s, Pi HQ camera)")
+    p.add_argument("--height", type=_positive_int, default=3040, help="frame height (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="fake camera: scene seed (default: %(default)s)")
     p.add_argument("--sensor-noise", type=float, default=3.0,
                    help="fake camera: noise sigma; 0 gives clean renders, as from a capture card (default: %(default)s)")
     p.add_argument("--model", default=str(DEFAULT_MODEL),
                    help="int8 TFLite classifier checked on every frame, or 'none' (default: the shipped model)")
     p.add_argument("--labels", default=str(DEFAULT_LABELS), help="the model's class names, one per line")
-    p.add_argument("--threads", type=int, default=2, help="classifier threads (default: %(default)s)")
+    p.add_argument("--threads", type=_positive_int, default=2, help="classifier threads (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help="score at which an undeclared capture is labelled suspected (default: %(default)s)")
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("serve", help="answer the host tool on a serial port")
     p.add_argument("--port", default="/dev/ttyGS0", help="serial device (default: %(default)s, the USB gadget port)")
-    p.add_argument("--baud", type=int, default=115200, help="baud rate for a UART (default: %(default)s)")
+    p.add_argument("--baud", type=_positive_int, default=115200, help="baud rate for a UART (default: %(default)s)")
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -55,6 +55,10 @@ class Sealer:
         loaded; every capture is then labelled by the fail-closed rule."""
         if not 0.0 < threshold <= 1.0:
             raise ValueError("classifier threshold must be in (0, 1], got %r" % (threshold,))
+        if classifier is not None:
+            missing = [name for name in policy.CLASS_RULES if name not in classifier.labels]
+            if missing:
+                raise ValueError("classifier labels %s lack the policy's classes %s" % (classifier.labels, missing))
         self.state = state
         self.classifier = classifier
         self.classifier_error = classifier_error
@@ -81,6 +85,8 @@ class Sealer:
             return self.classifier.classify(frame, channel_order), None
         except ClassifierError as err:
             return None, str(err)
+        except Exception as err:  # the interpreter itself failed: fail closed, keep the frame
+            return None, "classifier failed: %s: %s" % (type(err).__name__, err)
 
     def seal(self, frame, declared_source, out_dir, channel_order="RGB"):
         """Seal one captured HxWx3 uint8 frame; return a dict describing the result.

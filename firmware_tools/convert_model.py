@@ -9,13 +9,15 @@ Run it in the training environment (TensorFlow), e.g.:
 
 Model contract (the device feeds every model the same way): one input of shape
 [1, H, W, 3] taking RGB pixels / 255 (float in [0, 1]), one output of class scores
-(softmax) in the order of the labels file. The device samples each camera frame on an
-HxW grid (device.classifier.preprocess); representative and evaluation images go through
+(softmax) in the order of the labels file, which must name the classes the labeling
+policy acts on (`synthetic`, `screen`; `real` by convention). The device samples each
+camera frame on an HxW grid (device.classifier.preprocess); representative and evaluation images go through
 the same function here.
 
 Steps: convert with post-training full-integer quantization using the representative
 images; fail unless every tensor is integer (int8, with int32 biases) and input and
-output are int8; load the result with the device's Classifier (checks the labels count);
+output are int8; load the result with the device's Classifier (checks the labels and that
+the output is a softmax); only then write --out and <out>.labels.txt;
 with --eval, score float32 and int8 on a folder with one subfolder per class (subfolder
 names = labels) and print accuracy and confusion matrices. Exit status 0 when the model
 is fully integer and loads, 1 otherwise.
@@ -23,6 +25,7 @@ is fully integer and loads, 1 otherwise.
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +34,11 @@ import numpy as np
 from PIL import Image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def image_files(folder):
@@ -43,7 +51,7 @@ def load_frame(path):
 
 
 def class_subfolders(folder, labels):
-    """The class subfolders of a labelled folder; unknown or missing folders are an error."""
+    """The class subfolders of a labelled folder (a class may be absent; an unknown name is an error)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SystemExit(f"--eval {folder}: not a folder; give one subfolder per class, named as in --labels")
@@ -90,6 +98,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     from device.classifier import Classifier, ClassifierError, preprocess, read_labels
+    from device.core.policy import CLASS_RULES
     from firmware_tools.model.metrics import confusion_matrix
     from firmware_tools.model.tflite_eval import FloatModel, fully_integer_problems, predict_int8
 
@@ -97,6 +106,9 @@ def main(argv=None):
         labels = read_labels(args.labels)
     except ClassifierError as exc:
         raise SystemExit(str(exc)) from None
+    missing = [name for name in CLASS_RULES if name not in labels]
+    if missing:
+        raise SystemExit(f"--labels {args.labels}: lacks the classes {missing} that the labeling policy acts on")
     # Check the inputs before the minutes-long conversion, not after it.
     if not Path(args.model).exists():
         raise SystemExit(f"model {args.model} not found; give a .keras/.h5 file or a SavedModel folder")
@@ -107,8 +119,11 @@ def main(argv=None):
         class_subfolders(args.eval, labels)
     from firmware_tools.model import quantize  # TensorFlow: seconds to import
 
-    model = quantize.load_model(args.model)
-    float_bytes = quantize.convert_float(model)
+    try:
+        model = quantize.load_model(args.model)
+        float_bytes = quantize.convert_float(model)
+    except Exception as exc:  # TensorFlow raises many types; the first line says what
+        raise SystemExit(f"cannot load or convert {args.model}: {_first_line(exc)}") from None
     with tempfile.TemporaryDirectory() as scratch:
         float_path = Path(scratch) / "float32.tflite"
         float_path.write_bytes(float_bytes)
@@ -118,23 +133,33 @@ def main(argv=None):
             raise SystemExit(f"model input has {channels} channels; the device feeds RGB (3)")
 
         representative = np.stack([preprocess(load_frame(p), height, width) for p in rep_files])
+        try:
+            int8_bytes = quantize.convert_int8(model, representative, max_samples=len(representative))
+        except Exception as exc:
+            raise SystemExit(f"full-integer conversion failed (an op with no int8 kernel?): {_first_line(exc)}") from None
 
+        # Checked in the scratch folder; --out is written only for a model the device accepts.
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(quantize.convert_int8(model, representative, max_samples=len(representative)))
         labels_out = out.with_suffix(".labels.txt")
-        labels_out.write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
+        int8_path = Path(scratch) / "int8.tflite"
+        int8_path.write_bytes(int8_bytes)
+        scratch_labels = Path(scratch) / "labels.txt"
+        scratch_labels.write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
 
         report = {"model": str(out), "labels": str(labels_out), "input": [height, width, 3],
-                  "representative_frames": len(representative), "size_bytes": out.stat().st_size}
-        problems = fully_integer_problems(out)
+                  "representative_frames": len(representative), "size_bytes": len(int8_bytes)}
+        problems = fully_integer_problems(int8_path)
         report["fully_integer"] = not problems
         report["problems"] = problems
         try:
-            classifier = Classifier(out, labels_out)
+            classifier = Classifier(int8_path, scratch_labels, required_labels=tuple(CLASS_RULES))
         except ClassifierError as exc:
             report["problems"].append(str(exc))
             classifier = None
+        if not report["problems"]:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(int8_path, out)
+            shutil.copyfile(scratch_labels, labels_out)
 
         if args.eval and classifier is not None:
             images, targets = labelled_images(args.eval, labels, height, width)

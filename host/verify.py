@@ -141,6 +141,9 @@ def _check_decision(report, manifest, seal):
     rederived = _rederive_rule(decision)
     if mismatched:
         report.add("policy", "fail", "decision differs from the policy table in %s" % ", ".join(mismatched))
+    elif rederived is None:
+        report.add("policy", "fail", "the recorded source, scores or threshold are not valid policy inputs "
+                   "(threshold must be in (0, 1], scores must name %s)" % ", ".join(policy.CLASS_RULES))
     elif rederived != decision["rule"]:
         report.add("policy", "fail", "rule %r does not follow from the recorded source, scores and threshold "
                    "(the policy gives %r)" % (decision["rule"], rederived))
@@ -156,7 +159,16 @@ def _check_decision(report, manifest, seal):
 
 def _rederive_rule(decision):
     """The rule the policy gives for the decision's own inputs (declared source, the
-    classifier's scores, threshold or error), or None when they are not usable."""
+    classifier's scores, threshold or error), or None when they are not usable: a
+    threshold outside (0, 1] or scores without the policy's classes would let any
+    rule pass."""
+    scores = decision.get("scores")
+    if scores is not None:
+        threshold = decision.get("threshold")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+            return None
+        if not isinstance(scores, dict) or any(name not in scores for name in policy.CLASS_RULES):
+            return None
     try:
         return policy.decide(decision.get("source"), decision.get("scores"),
                              decision.get("threshold", policy.DEFAULT_THRESHOLD),

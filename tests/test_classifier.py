@@ -16,6 +16,7 @@ from device.classifier import (
     ClassifierError,
     load_interpreter_class,
     preprocess,
+    probabilities_from_output,
 )
 from firmware_tools.model.metrics import evaluate, roc_auc
 from firmware_tools.model.tflite_eval import FloatModel, fully_integer_problems, predict_int8
@@ -55,8 +56,37 @@ def float_metrics(heldout):
 # ---------------------------------------------------------------- shipped model
 
 
-def test_interpreter_comes_from_tflite_runtime():
+def test_interpreter_comes_from_tflite_runtime_under_numpy_1():
     assert load_interpreter_class().__module__.startswith("tflite_runtime")
+    assert int(np.__version__.split(".")[0]) < 2  # tflite-runtime wheels are built against numpy 1
+
+
+@pytest.mark.parametrize("raw, message", [
+    ([-128, -128, -128], "not a probability distribution"),   # all zero
+    ([127, 127, 127], "not a probability distribution"),      # sums to ~3: logits, no softmax
+])
+def test_an_output_that_is_not_a_softmax_is_refused(raw, message):
+    with pytest.raises(ClassifierError, match=message):
+        probabilities_from_output(np.array(raw, np.int8), 1 / 256, -128)
+
+
+def test_a_softmax_output_is_renormalized():
+    probabilities = probabilities_from_output(np.array([-128, 127, -127], np.int8), 1 / 256, -128)
+    assert probabilities.sum() == pytest.approx(1.0) and probabilities.argmax() == 1
+
+
+def test_labels_without_the_required_classes_are_refused(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("Real\nSynthetic\nScreen\n", encoding="utf-8")
+    with pytest.raises(ClassifierError, match=r"lacks the classes \['synthetic', 'screen'\]"):
+        Classifier(labels_path=labels, required_labels=("synthetic", "screen"))
+
+
+def test_labels_file_that_is_not_utf8_is_a_clear_error(tmp_path):
+    labels = tmp_path / "latin1.txt"
+    labels.write_bytes("réel\nsynthétique\nécran\n".encode("latin-1"))
+    with pytest.raises(ClassifierError, match="not UTF-8 text"):
+        Classifier(labels_path=labels)
 
 
 def test_no_interpreter_package_names_both_packages(monkeypatch):
@@ -303,3 +333,13 @@ def test_vendor_converter_checks_its_inputs_before_converting(tmp_path, case, me
     assert completed.returncode == 1
     assert message in completed.stderr and "Traceback" not in completed.stderr
     assert not (tmp_path / "out.tflite").exists()
+
+
+def test_vendor_converter_refuses_labels_without_the_policys_classes(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\n", encoding="utf-8")
+    completed = subprocess.run(
+        [sys.executable, "-m", "firmware_tools.convert_model", str(DEFAULT_MODEL), "--representative", str(tmp_path),
+         "--labels", str(labels), "--out", str(tmp_path / "out.tflite")],
+        cwd=REPO, capture_output=True, text=True)
+    assert completed.returncode == 1 and "lacks the classes ['synthetic', 'screen']" in completed.stderr

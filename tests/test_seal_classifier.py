@@ -132,18 +132,56 @@ def test_a_classifier_error_fails_closed_to_possibly(device, vendor_ca, tmp_path
     assert verify_file(result["path"], vendor_ca[1])["ok"]
 
 
-def test_verify_fails_a_rule_that_does_not_follow_from_the_recorded_scores(device, vendor_ca, tmp_path, monkeypatch):
-    """A device (or anyone holding its key) that records high synthetic scores but
-    labels the frame a plain capture is caught by re-deriving the rule."""
+SURE_SYNTHETIC = {"real": 0.01, "synthetic": 0.98, "screen": 0.01}
+
+
+@pytest.mark.parametrize("recorded, message", [
+    ({"scores": SURE_SYNTHETIC, "threshold": 0.8}, "does not follow"),
+    ({"scores": SURE_SYNTHETIC, "threshold": 1.5}, "not valid policy inputs"),
+    ({"scores": SURE_SYNTHETIC, "threshold": True}, "not valid policy inputs"),
+    ({"scores": SURE_SYNTHETIC}, "not valid policy inputs"),
+    ({"scores": {"Real": 0.02, "Synthetic": 0.98}, "threshold": 0.8}, "not valid policy inputs"),
+])
+def test_verify_fails_a_rule_that_does_not_follow_from_the_recorded_inputs(
+        device, vendor_ca, tmp_path, monkeypatch, recorded, message):
+    """A device (or anyone holding its key) that records a confident synthetic verdict but
+    labels the frame a plain capture is caught by re-deriving the rule from the record."""
     sealer = Sealer(device)
-    forged = {**policy.decide("capture"), "scores": {"real": 0.01, "synthetic": 0.98, "screen": 0.01},
-              "threshold": 0.8}
+    forged = {**policy.decide("capture"), **recorded}
     with monkeypatch.context() as patched:
         patched.setattr(policy, "decide", lambda *args, **kwargs: forged)
         result = sealer.seal(FakeCamera(640, 480).capture_array(), "capture", tmp_path)
     report = verify_file(result["path"], vendor_ca[1])
     failed = {c["check"]: c["detail"] for c in report["checks"] if c["status"] == "fail"}
-    assert not report["ok"] and "does not follow" in failed["policy"]
+    assert not report["ok"] and message in failed["policy"]
+
+
+class _BrokenInterpreterClassifier(Classifier):
+    """The shipped model whose interpreter fails mid-run (fault injection)."""
+
+    def __init__(self):
+        super().__init__()
+        self.failing = True  # from here on; loading itself runs the model once
+
+    def classify_image(self, image):
+        if getattr(self, "failing", False):
+            raise RuntimeError("Node number 3 (CONV_2D) failed to invoke")
+        return super().classify_image(image)
+
+
+def test_an_interpreter_failure_on_a_frame_fails_closed_and_keeps_the_frame(device, tmp_path):
+    sealer = Sealer(device, _BrokenInterpreterClassifier())
+    result = sealer.seal(FakeCamera(640, 480).capture_array(), "capture", tmp_path)
+    assert result["decision"]["rule"] == "capture-unclassified" and result["decision"]["label"] == "2"
+    assert "RuntimeError: Node number 3" in result["decision"]["classifier_error"]
+    assert Path(result["path"]).exists()
+
+
+def test_a_classifier_without_the_policys_classes_is_refused(device, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("Real\nSynthetic\nScreen\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="lack the policy's classes"):
+        Sealer(device, Classifier(labels_path=labels))
 
 
 # ---------------------------------------------------------------- the device CLI
@@ -168,6 +206,25 @@ def test_cli_with_a_truncated_model_warns_and_labels_possibly(provisioned_state,
     warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and "truncated or corrupt" in warning[0] and "Label 2" in warning[0]
     assert "capture-unclassified" in result.stdout and "Label 2" in result.stdout
+
+
+def test_cli_with_renamed_classes_warns_and_labels_possibly(provisioned_state, tmp_path):
+    """Classes named other than the policy's would read as 'never synthetic': refused at start."""
+    labels = tmp_path / "labels.txt"
+    labels.write_text("Real\nSynthetic\nScreen\n", encoding="utf-8")
+    result = _device_cli("--state", provisioned_state, "capture", "--camera", "fake", "--width", 640, "--height", 480,
+                         "--source", "capture", "--sensor-noise", 0, "--labels", labels, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "lacks the classes ['synthetic', 'screen']" in result.stderr
+    assert "capture-unclassified" in result.stdout and "Label 2" in result.stdout
+
+
+@pytest.mark.parametrize("option", ["--threads", "--frames", "--width"])
+def test_cli_refuses_a_count_below_one(provisioned_state, tmp_path, option):
+    result = _device_cli("--state", provisioned_state, "capture", "--camera", "fake", option, 0,
+                         "--out", tmp_path / "out")
+    assert result.returncode == 2 and "not a positive whole number" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_without_a_model_relies_on_the_declared_source(provisioned_state, tmp_path):

@@ -135,22 +135,73 @@ def sha256_of(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def evaluate_and_write(heldout, trained):
+    """Score the models in models/ on the held-out split and write the metrics JSON and
+    the model card. trained: what the training run knows (history, parameters, timings)."""
+    from device.classifier import Classifier
+    from device.core.policy import CLASS_RULES
+    from firmware_tools.model import card
+    from firmware_tools.model.bench_classifier import bench_classifier
+    from firmware_tools.model.metrics import evaluate
+    from firmware_tools.model.tflite_eval import FloatModel, fully_integer_problems, predict_int8
+
+    problems = fully_integer_problems(INT8_MODEL)
+    if problems:
+        raise SystemExit("int8 model is not fully integer: " + "; ".join(problems))
+    images, labels, sources = heldout
+    classifier = Classifier(INT8_MODEL, LABELS_FILE, num_threads=2, required_labels=tuple(CLASS_RULES))
+    int8_probabilities = predict_int8(classifier, images)
+    float_probabilities = FloatModel(FLOAT_MODEL).predict(images)
+    metrics = {
+        "labels": list(dataset.LABELS),
+        "input": {"height": dataset.INPUT_SIZE, "width": dataset.INPUT_SIZE, "channels": "RGB", "range": "uint8 / 255"},
+        "heldout_file": str(HELDOUT_FILE.relative_to(REPO)),
+        "heldout_sha256": sha256_of(HELDOUT_FILE),
+        "heldout": {
+            "float32": evaluate(float_probabilities, labels, dataset.LABELS),
+            "int8": evaluate(int8_probabilities, labels, dataset.LABELS),
+            "int8_per_source": per_source_accuracy(int8_probabilities, labels, sources),
+        },
+        "validation_accuracy_keras_float": trained["validation_accuracy_keras_float"],
+        "training": trained["training"],
+        "model": {
+            "file": str(INT8_MODEL.relative_to(REPO)),
+            "size_bytes": INT8_MODEL.stat().st_size,
+            "sha256": sha256_of(INT8_MODEL),
+            "parameters": trained["model"]["parameters"],
+            "float32_file": str(FLOAT_MODEL.relative_to(REPO)),
+            "float32_size_bytes": FLOAT_MODEL.stat().st_size,
+        },
+        "latency": {**bench_classifier(), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}"},
+        "build_seconds": trained["build_seconds"],
+    }
+    METRICS_FILE.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    CARD_FILE.write_text(card.render(metrics), encoding="utf-8")
+    print(json.dumps({k: metrics["heldout"][k]["accuracy"] for k in ("float32", "int8")}))
+    return metrics
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-per-class", type=int, default=2400)
     parser.add_argument("--val-per-class", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=18)
     parser.add_argument("--processes", type=int, default=2, help="data-generation worker processes")
+    parser.add_argument("--card-only", action="store_true",
+                        help="no training: re-score the committed models on the committed held-out set and "
+                             "rewrite the metrics JSON and the card (needs no TensorFlow)")
     args = parser.parse_args(argv)
     started = time.time()
 
+    if args.card_only:
+        trained = json.loads(METRICS_FILE.read_text(encoding="utf-8"))
+        evaluate_and_write(dataset.load_split(HELDOUT_FILE), trained)
+        print(f"rewrote {CARD_FILE.relative_to(REPO)} and {METRICS_FILE.relative_to(REPO)}")
+        return
+
     import tensorflow as tf
 
-    from device.classifier import Classifier
-    from firmware_tools.model import card, quantize
-    from firmware_tools.model.bench_classifier import bench_classifier
-    from firmware_tools.model.metrics import evaluate
-    from firmware_tools.model.tflite_eval import FloatModel, fully_integer_problems, predict_int8
+    from firmware_tools.model import quantize
 
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     train_split = load_or_build_split(
@@ -171,30 +222,11 @@ def main(argv=None):
     order = np.random.default_rng(SEED).permutation(len(train_split[0]))
     INT8_MODEL.write_bytes(quantize.convert_int8(model, train_split[0][order]))
     LABELS_FILE.write_text("".join(f"{label}\n" for label in dataset.LABELS), encoding="utf-8")
-    problems = fully_integer_problems(INT8_MODEL)
-    if problems:
-        raise SystemExit("int8 model is not fully integer: " + "; ".join(problems))
-
-    images, labels, sources = heldout
-    classifier = Classifier(INT8_MODEL, LABELS_FILE, num_threads=2)
-    int8_probabilities = predict_int8(classifier, images)
-    float_probabilities = FloatModel(FLOAT_MODEL).predict(images)
-    keras_val_accuracy = float(history["val_accuracy"][-1])
-
     HELDOUT_FILE.parent.mkdir(parents=True, exist_ok=True)
-    dataset.save_split(HELDOUT_FILE, images, labels, sources)
+    dataset.save_split(HELDOUT_FILE, *heldout)
 
-    metrics = {
-        "labels": list(dataset.LABELS),
-        "input": {"height": dataset.INPUT_SIZE, "width": dataset.INPUT_SIZE, "channels": "RGB", "range": "uint8 / 255"},
-        "heldout_file": str(HELDOUT_FILE.relative_to(REPO)),
-        "heldout_sha256": sha256_of(HELDOUT_FILE),
-        "heldout": {
-            "float32": evaluate(float_probabilities, labels, dataset.LABELS),
-            "int8": evaluate(int8_probabilities, labels, dataset.LABELS),
-            "int8_per_source": per_source_accuracy(int8_probabilities, labels, sources),
-        },
-        "validation_accuracy_keras_float": keras_val_accuracy,
+    trained = {
+        "validation_accuracy_keras_float": float(history["val_accuracy"][-1]),
         "training": {
             "train_frames_per_class": args.train_per_class,
             "val_frames_per_class": args.val_per_class,
@@ -203,21 +235,12 @@ def main(argv=None):
             "tensorflow": tf.__version__,
             "seed": SEED,
         },
-        "model": {
-            "file": str(INT8_MODEL.relative_to(REPO)),
-            "size_bytes": INT8_MODEL.stat().st_size,
-            "sha256": sha256_of(INT8_MODEL),
-            "parameters": int(model.count_params()),
-            "float32_file": str(FLOAT_MODEL.relative_to(REPO)),
-            "float32_size_bytes": FLOAT_MODEL.stat().st_size,
-        },
-        "latency": {**bench_classifier(), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}"},
+        "model": {"parameters": int(model.count_params())},
         "build_seconds": {"data": round(data_seconds), "total": round(time.time() - started)},
     }
-    METRICS_FILE.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    CARD_FILE.write_text(card.render(metrics), encoding="utf-8")
-    print(json.dumps({k: metrics["heldout"][k]["accuracy"] for k in ("float32", "int8")}))
-    print(f"wrote {INT8_MODEL.relative_to(REPO)} ({metrics['model']['size_bytes']} bytes), card, metrics in {time.time() - started:.0f} s")
+    metrics = evaluate_and_write(heldout, trained)
+    print(f"wrote {INT8_MODEL.relative_to(REPO)} ({metrics['model']['size_bytes']} bytes), card, metrics "
+          f"in {time.time() - started:.0f} s")
 
 
 if __name__ == "__main__":

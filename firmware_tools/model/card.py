@@ -1,5 +1,6 @@
 """Render models/MODEL_CARD.md from the metrics JSON the build writes (one source of numbers)."""
 
+from device.core.policy import DEFAULT_THRESHOLD
 from firmware_tools.model import dataset, scenes
 
 
@@ -66,18 +67,18 @@ frame size (128-384 px high, 1:1, 4:3, 3:4, 16:9) and reduced with the device's 
 preprocessing; 25% of frames of every class are made monochrome so colour is no cue.
 
 - `real`: dead-leaves and landscape scenes (natural-image statistics), and flat
-  render-like subjects, through a simulated small-sensor camera: lens blur, vignetting,
-  exposure/white balance, RGGB mosaic, Poisson shot noise and read noise, bilinear
-  demosaic, gamma, optional sharpening/denoise, optional capture-then-downscale,
-  optional JPEG (q70-97); plus random crops of three training photographs that ship in
+  render-like subjects, through a simulated small-sensor camera: lens blur, sometimes
+  motion blur, vignetting, exposure/white balance, RGGB mosaic, Poisson shot noise and
+  read noise, bilinear demosaic, gamma, optional sharpening/denoise, optional
+  capture-then-downscale, optional JPEG (q{scenes.CAMERA_JPEG_QUALITY[0]}-{scenes.CAMERA_JPEG_QUALITY[1]}); plus random crops of three training photographs that ship in
   PyPI wheels: scipy 1.11 `scipy/misc` face and ascent, matplotlib
   `sample_data/grace_hopper.jpg`.
 - `synthetic`: noise-free renders of the families {", ".join(f"`{f}`" for f in scenes.TRAIN_RENDER_FAMILIES)}
   (flat-shaded vector art, smooth procedural materials, UI with text, clean photo-like
-  scenes with no sensor pipeline), some JPEG-compressed (q80-97).
+  scenes with no sensor pipeline), some JPEG-compressed (q{scenes.RENDER_JPEG_QUALITY[0]}-{scenes.RENDER_JPEG_QUALITY[1]}).
 - `screen`: renders, scenes or the training photographs shown on a simulated RGB-stripe
-  panel (black matrix, display gamma, colour cast, black level), filmed at a non-integer
-  pitch of 1.3-4.5 camera pixels per display pixel with a small rotation (moiré), glare,
+  panel (black matrix, display gamma, colour cast, black level), blurred by the camera
+  optics and exposed for the screen, filmed at a non-integer pitch of 1.3-4.5 camera pixels per display pixel with a small rotation (moiré), glare,
   sometimes with bezel and room around it, then the same camera pipeline.
 
 Training: Keras (TensorFlow {training['tensorflow']}, CPU), Adam with cosine decay,
@@ -121,6 +122,18 @@ Confusion matrix, float32:
 
 {_confusion_table(float_m['confusion_matrix'], labels)}
 
+What the policy makes of it: a frame declared as a real capture is labelled `3`
+(suspected) when P(synthetic) or P(screen) reaches the threshold (device default
+{DEFAULT_THRESHOLD}, `synthseal-device capture --threshold`). Share of held-out frames
+flagged, int8:
+
+| threshold | real photographs (false positives) | renders | screen recaptures |
+|---|---|---|---|
+""" + "".join(
+        f"| {threshold}{' (default)' if float(threshold) == DEFAULT_THRESHOLD else ''} | "
+        f"{_pct(rates['real'])} | {_pct(rates['synthetic'])} | {_pct(rates['screen'])} |\n"
+        for threshold, rates in int8_m["flagged_at_threshold"].items()
+    ) + f"""
 Accuracy by source, int8:
 
 | class/source | n | accuracy |

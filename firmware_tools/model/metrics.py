@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from device.core.policy import CLASS_RULES
+
 
 def confusion_matrix(true_labels, predicted_labels, n_classes):
     """Rows: true class, columns: predicted class."""
@@ -31,7 +33,20 @@ def roc_auc(scores, is_positive):
     return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def evaluate(probabilities, true_labels, label_names):
+CARD_THRESHOLDS = (0.5, 0.8, 0.9, 0.95)
+
+
+def flagged_rates(probabilities, true_labels, label_names, threshold):
+    """Per true class, the share of frames the policy would flag as suspected (Label 3)
+    if they came in declared as real captures: P(class) >= threshold for a class the
+    policy acts on. For `real` this is the false-positive rate the device ships with."""
+    acted_on = [label_names.index(name) for name in CLASS_RULES if name in label_names]
+    # The device decides on scores rounded to 4 decimals (device.core.policy.decide).
+    flagged = (np.round(probabilities[:, acted_on], 4) >= threshold).any(axis=1)
+    return {name: float(flagged[true_labels == i].mean()) for i, name in enumerate(label_names)}
+
+
+def evaluate(probabilities, true_labels, label_names, thresholds=CARD_THRESHOLDS):
     """The card's held-out metrics from class probabilities (N x classes)."""
     probabilities = np.asarray(probabilities, np.float64)
     true_labels = np.asarray(true_labels)
@@ -51,5 +66,8 @@ def evaluate(probabilities, true_labels, label_names):
         "roc_auc_real_vs_not_real": roc_auc(1.0 - probabilities[:, real], true_labels != real),
         "roc_auc_one_vs_rest": {
             name: roc_auc(probabilities[:, i], true_labels == i) for i, name in enumerate(label_names)
+        },
+        "flagged_at_threshold": {
+            str(t): flagged_rates(probabilities, true_labels, list(label_names), t) for t in thresholds
         },
     }

@@ -4,10 +4,10 @@
 TRAIN_VENV := .venv-train
 TRAIN_PY   := $(TRAIN_VENV)/bin/python
 
-$(TRAIN_VENV)/.stamp-train: firmware_tools/model/requirements-train.txt
+$(TRAIN_VENV)/.stamp-train: pyproject.toml
 	$(PYTHON) -m venv $(TRAIN_VENV)
 	$(TRAIN_PY) -m pip install -q --upgrade pip
-	$(TRAIN_PY) -m pip install -q -r firmware_tools/model/requirements-train.txt
+	$(TRAIN_PY) -m pip install -q -e '.[train]'
 	@touch $@
 
 # Generated frames are cached in build/model/ under a hash of the generator code, so a

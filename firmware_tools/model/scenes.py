@@ -12,6 +12,10 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+# JPEG quality ranges (the model card quotes them from here).
+CAMERA_JPEG_QUALITY = (50, 97)  # camera output, re-saved photographs
+RENDER_JPEG_QUALITY = (80, 97)  # renders saved by a tool
+
 # ---------------------------------------------------------------- basic helpers
 
 
@@ -284,7 +288,7 @@ def finish_render(rng, image):
     """Renders get shared too: some are rescaled or JPEG-compressed, none get sensor noise."""
     out = to_uint8(image)
     if rng.random() < 0.3:
-        out = jpeg_roundtrip(out, rng.uniform(80, 97))
+        out = jpeg_roundtrip(out, rng.uniform(*RENDER_JPEG_QUALITY))
     return out
 
 
@@ -352,7 +356,7 @@ def camera_capture(rng, scene, downscale=1.0):
     if downscale > 1.01:
         out = np.asarray(Image.fromarray(out).resize((width, height), Image.BOX))
     if rng.random() < 0.5:
-        out = jpeg_roundtrip(out, rng.uniform(50, 97))
+        out = jpeg_roundtrip(out, rng.uniform(*CAMERA_JPEG_QUALITY))
     return out
 
 
