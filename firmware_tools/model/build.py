@@ -183,9 +183,9 @@ def evaluate_and_write(heldout, trained):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-per-class", type=int, default=2400)
+    parser.add_argument("--train-per-class", type=int, default=4000)
     parser.add_argument("--val-per-class", type=int, default=300)
-    parser.add_argument("--epochs", type=int, default=18)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--processes", type=int, default=2, help="data-generation worker processes")
     parser.add_argument("--card-only", action="store_true",
                         help="no training: re-score the committed models on the committed held-out set and "

@@ -70,15 +70,16 @@ preprocessing; 25% of frames of every class are made monochrome so colour is no 
   render-like subjects, through a simulated small-sensor camera: lens blur, sometimes
   motion blur, vignetting, exposure/white balance, RGGB mosaic, Poisson shot noise and
   read noise, bilinear demosaic, gamma, optional sharpening/denoise, optional
-  capture-then-downscale, optional JPEG (q{scenes.CAMERA_JPEG_QUALITY[0]}-{scenes.CAMERA_JPEG_QUALITY[1]}); plus random crops of three training photographs that ship in
-  PyPI wheels: scipy 1.11 `scipy/misc` face and ascent, matplotlib
+  capture-then-downscale, optional JPEG (q{scenes.CAMERA_JPEG_QUALITY[0]}-{scenes.CAMERA_JPEG_QUALITY[1]}); plus random crops of
+  three training photographs that ship in PyPI wheels: scipy 1.11 `scipy/misc` face and ascent, matplotlib
   `sample_data/grace_hopper.jpg`.
 - `synthetic`: noise-free renders of the families {", ".join(f"`{f}`" for f in scenes.TRAIN_RENDER_FAMILIES)}
   (flat-shaded vector art, smooth procedural materials, UI with text, clean photo-like
   scenes with no sensor pipeline), some JPEG-compressed (q{scenes.RENDER_JPEG_QUALITY[0]}-{scenes.RENDER_JPEG_QUALITY[1]}).
 - `screen`: renders, scenes or the training photographs shown on a simulated RGB-stripe
   panel (black matrix, display gamma, colour cast, black level), blurred by the camera
-  optics and exposed for the screen, filmed at a non-integer pitch of 1.3-4.5 camera pixels per display pixel with a small rotation (moiré), glare,
+  optics and exposed for the screen, filmed at a non-integer pitch of 1.3-4.5 camera
+  pixels per display pixel with a small rotation (moiré), glare,
   sometimes with bezel and room around it, then the same camera pipeline.
 
 Training: Keras (TensorFlow {training['tensorflow']}, CPU), Adam with cosine decay,
