@@ -22,7 +22,10 @@ setup: $(VENV)/.stamp-python .stamp-apt node_modules/.stamp-npm
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libimage-exiftool-perl; }
 	@touch $@
 
+# Debian's own python3 ships venv/ensurepip separately (python3-venv).
 $(VENV)/.stamp-python: pyproject.toml
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
