@@ -84,9 +84,14 @@ def _load_classifier(args):
 
 def cmd_serve(args):
     from .service import serve
-    print("serving on %s (Ctrl-C to stop)" % args.port, file=sys.stderr)
+
+    class Announce:
+        """Says "serving" once the port is open, so a bad port gets a one-line error."""
+        def set(self):
+            print("serving on %s (Ctrl-C to stop)" % args.port, file=sys.stderr)
+
     try:
-        serve(_state(args), args.port, args.baud)
+        serve(_state(args), args.port, args.baud, ready=Announce())
     except KeyboardInterrupt:
         pass
 

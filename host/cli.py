@@ -54,9 +54,12 @@ def cmd_log_check(args):
 
 
 def cmd_verify(args):
+    from .logdb import open_readonly
     from .verify import verify_file
     with open(args.trust_anchor) as f:
         anchors = f.read()
+    if args.db:
+        open_readonly(args.db).close()  # one clear error up front, not one per file
     reports = [verify_file(path, anchors, args.db) for path in args.files]
     if args.json:
         print(json.dumps(reports, indent=2))
@@ -161,14 +164,14 @@ def build_parser():
 def main(argv=None):
     from .ca import CAError
     from .client import HostError
-    from .logdb import ChainError
+    from .logdb import ChainError, LogDbError
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
     except ChainError as err:
         print("error: audit log chain broken: %s" % err, file=sys.stderr)
         return 1
-    except (HostError, CAError, OSError, ValueError) as err:
+    except (HostError, CAError, LogDbError, OSError, ValueError) as err:
         print("error: %s" % err, file=sys.stderr)
         return 2
 

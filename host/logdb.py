@@ -19,7 +19,9 @@ CREATE TABLE IF NOT EXISTS devices (
     producer          TEXT NOT NULL,
     firmware          TEXT NOT NULL,
     certificate_chain TEXT,
-    last_pull_ms      INTEGER
+    last_pull_ms      INTEGER,
+    head_seq          INTEGER,  -- the log head the device reported at the last complete pull
+    head_hash         TEXT
 );
 CREATE TABLE IF NOT EXISTS records (
     device_serial  TEXT NOT NULL REFERENCES devices(serial),
@@ -41,9 +43,31 @@ class ChainError(Exception):
     """The log's hash chain does not hold; the message names the record."""
 
 
+class LogDbError(Exception):
+    """The database file is missing or is not a synthseal audit database."""
+
+
 def open_db(path):
     db = sqlite3.connect(str(path))
     db.executescript(SCHEMA)
+    # Databases made before the head anchor existed get its columns (NULL until the next pull).
+    columns = {row[1] for row in db.execute("PRAGMA table_info(devices)")}
+    for column, kind in (("head_seq", "INTEGER"), ("head_hash", "TEXT")):
+        if column not in columns:
+            db.execute("ALTER TABLE devices ADD COLUMN %s %s" % (column, kind))
+    return db
+
+
+def open_readonly(path):
+    """Open an existing audit database for reading; a clear error if it is not one."""
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as err:
+        raise LogDbError("cannot open audit database %s (%s); create it with `synthseal-host pull`" % (path, err))
+    if not {"devices", "records"} <= tables:
+        db.close()
+        raise LogDbError("%s is not a synthseal audit database; create one with `synthseal-host pull`" % path)
     return db
 
 
@@ -96,12 +120,17 @@ def pull(client, db_path, batch=1024, progress=None):
             prev_hash = logrecord.record_hash(records[-1])
             prev_seq = next_seq + len(records) - 1
             next_seq = prev_seq + 1
-        with db:
-            db.execute("UPDATE devices SET last_pull_ms=? WHERE serial=?", (int(time.time() * 1000), serial))
         head = _last_record(db, serial)
-        if head is not None and info["log"]["next_seq"] == head[0] + 1 and head[1] != info["log"]["head_hash"]:
+        complete = head is not None and info["log"]["next_seq"] == head[0] + 1
+        if complete and head[1] != info["log"]["head_hash"]:
             raise ChainError("device %s reports log head %s but the pulled chain ends at %s"
                              % (serial, info["log"]["head_hash"], head[1]))
+        with db:
+            db.execute("UPDATE devices SET last_pull_ms=? WHERE serial=?", (int(time.time() * 1000), serial))
+            if complete:
+                # Anchors the stored chain's end: check_chain then finds an edited or
+                # deleted newest record, which no later link would otherwise expose.
+                db.execute("UPDATE devices SET head_seq=?, head_hash=? WHERE serial=?", (head[0], head[1], serial))
         return {"serial": serial, "pulled": pulled, "stored": _count(db, serial),
                 "head_seq": head[0] if head else None}
     finally:
@@ -123,7 +152,7 @@ def _count(db, serial):
 def check_chain(db_path, serial=None):
     """Re-verify stored logs. Returns a list of problems (empty when all hold), each
     naming the device and the record."""
-    db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
+    db = open_readonly(db_path)
     problems = []
     try:
         serials = [serial] if serial else [r[0] for r in db.execute("SELECT serial FROM devices ORDER BY serial")]
@@ -152,9 +181,27 @@ def check_chain(db_path, serial=None):
             failure = logrecord.verify_chain(raws, anchor)
             if failure is not None:
                 problems.append("device %s, record %s: %s" % (dev, failure[1], failure[2]))
+            problems.extend(_check_head(db, dev, rows))
     finally:
         db.close()
     return problems
+
+
+def _check_head(db, serial, rows):
+    """The stored chain must still reach the head the device reported at the last pull."""
+    if "head_seq" not in {row[1] for row in db.execute("PRAGMA table_info(devices)")}:
+        return []  # made before the head anchor; the next pull adds it
+    head_seq, head_hash = db.execute("SELECT head_seq, head_hash FROM devices WHERE serial=?", (serial,)).fetchone()
+    if head_seq is None:
+        return []
+    by_seq = {row[0]: bytes(row[5]) for row in rows}
+    if head_seq not in by_seq:
+        return ["device %s, record %d: missing; the device reported it as its log head at the last pull"
+                % (serial, head_seq)]
+    if logrecord.record_hash(by_seq[head_seq]).hex() != head_hash:
+        return ["device %s, record %d: does not match the log head the device reported at the last pull"
+                % (serial, head_seq)]
+    return []
 
 
 def find_record(db, content_sha256_hex):

@@ -11,7 +11,6 @@ A report is a dict:
 import hashlib
 import io
 import json
-import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -88,7 +87,7 @@ def verify_file(path, trust_anchors_pem, db_path=None):
     seal = (manifest or {}).get("assertions", {}).get(C2PA_ASSERTION_LABEL)
     decision = _check_decision(report, manifest, seal)
     fields = _check_implicit_label(report, data, seal, decision)
-    db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True) if db_path else None
+    db = logdb.open_readonly(db_path) if db_path else None
     try:
         _check_reserved_code1(report, data, fields, seal, db)
         _check_log(report, data, seal, db)

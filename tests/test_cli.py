@@ -25,9 +25,10 @@ def run(tool, *args, cwd=None):
 def test_help_explains_every_command(tool):
     result = run(tool, "--help")
     assert result.returncode == 0
-    for command in {"host": ["ports", "info", "pull", "verify", "log-check", "ca", "demo"],
-                    "device": ["init", "install-cert", "capture", "serve", "info"]}[tool]:
-        assert command in result.stdout
+    # argparse lists each subcommand at a 4-space indent, its description beside or below.
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ") and line[4] != " "}
+    assert listed >= {"host": {"ports", "info", "pull", "verify", "log-check", "ca", "demo"},
+                      "device": {"init", "install-cert", "capture", "serve", "info"}}[tool], result.stdout
 
 
 def _one_line_error(result):
@@ -51,9 +52,11 @@ def test_verify_of_a_file_that_is_not_a_jpeg_says_so(vendor_ca, tmp_path):
     anchor.write_text(vendor_ca[1])
     png = tmp_path / "picture.png"
     Image.new("RGB", (32, 32)).save(png)
+    before = png.read_bytes()
     result = run("host", "verify", "--trust-anchor", anchor, png)
     assert result.returncode == 1
     assert "not a JPEG" in result.stdout
+    assert png.read_bytes() == before
 
 
 def test_verify_of_a_jpeg_without_credentials_says_so(vendor_ca, tmp_path):
@@ -88,6 +91,129 @@ def test_log_check_names_an_edited_record(sealed, service_for, tmp_path):
     result = run("host", "log-check", "--db", db)
     assert result.returncode == 1
     assert "record 3" in result.stdout
+
+
+def _forge_last_record(db):
+    """Edit the newest stored record as a careful forger would: new bytes, and the stored
+    hash and decoded columns recomputed to match. No later record links to it."""
+    import sqlite3
+    from device.core import logrecord
+    con = sqlite3.connect(db)
+    seq, raw = con.execute("SELECT seq, raw FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+    forged = bytes(raw).replace(b'"label": "1"', b'"label": "2"')
+    assert forged != bytes(raw)
+    decision = json.dumps(logrecord.decode_record(forged)["decision"], sort_keys=True)
+    con.execute("UPDATE records SET raw=?, record_hash=?, decision=? WHERE seq=?",
+                (forged, logrecord.record_hash(forged).hex(), decision, seq))
+    con.commit()
+    return seq
+
+
+def test_log_check_names_a_forged_newest_record(sealed, service_for, tmp_path):
+    from host import logdb
+    db = tmp_path / "audit.sqlite"
+    logdb.pull(service_for(sealed["state"]).client(), db)
+    assert run("host", "log-check", "--db", db).returncode == 0
+    seq = _forge_last_record(db)
+    result = run("host", "log-check", "--db", db)
+    assert result.returncode == 1
+    assert "record %d: does not match the log head" % seq in result.stdout
+
+
+def test_log_check_names_a_deleted_newest_record(sealed, service_for, tmp_path):
+    import sqlite3
+    from host import logdb
+    db = tmp_path / "audit.sqlite"
+    logdb.pull(service_for(sealed["state"]).client(), db)
+    con = sqlite3.connect(db)
+    (seq,) = con.execute("SELECT MAX(seq) FROM records").fetchone()
+    con.execute("DELETE FROM records WHERE seq=?", (seq,))
+    con.commit()
+    result = run("host", "log-check", "--db", db)
+    assert result.returncode == 1
+    assert "record %d: missing" % seq in result.stdout
+
+
+@pytest.mark.parametrize("command", ["log-check", "verify"])
+@pytest.mark.parametrize("kind", ["missing", "empty", "other"])
+def test_a_database_that_is_not_an_audit_database_is_one_line(vendor_ca, tmp_path, command, kind):
+    import sqlite3
+    db = tmp_path / "audit.sqlite"
+    if kind == "empty":
+        db.write_bytes(b"")
+    elif kind == "other":
+        sqlite3.connect(db).execute("CREATE TABLE notes (text TEXT)").connection.commit()
+    before = db.read_bytes() if db.exists() else None
+    anchor = tmp_path / "root.pem"
+    anchor.write_text(vendor_ca[1])
+    args = ["--db", db] if command == "log-check" else ["--trust-anchor", anchor, "--db", db, anchor]
+    result = run("host", command, *args)
+    assert result.returncode == 2 and _one_line_error(result), result.stderr
+    assert "synthseal-host pull" in result.stderr
+    assert (db.read_bytes() if db.exists() else None) == before
+
+
+def test_verify_with_the_log_names_every_check_a_changed_pixel_breaks(sealed, service_for, vendor_ca, tmp_path):
+    from host import logdb
+    db = tmp_path / "audit.sqlite"
+    logdb.pull(service_for(sealed["state"]).client(), db)
+    anchor = tmp_path / "root.pem"
+    anchor.write_text(vendor_ca[1])
+    data = bytearray(Path(sealed["results"]["rig"]["path"]).read_bytes())
+    data[-5000] ^= 0x01  # inside the entropy-coded scan
+    tampered = tmp_path / "tampered.jpg"
+    tampered.write_bytes(bytes(data))
+    result = run("host", "verify", "--trust-anchor", anchor, "--db", db, "--json", tampered)
+    assert result.returncode == 1
+    failed = {c["check"]: c["detail"] for c in json.loads(result.stdout)[0]["checks"] if c["status"] == "fail"}
+    assert {"c2pa", "reserved_code1", "log"} <= set(failed), failed
+
+
+def test_pull_from_a_silent_device_is_one_line_and_creates_no_database(tmp_path):
+    from host.simlink import VirtualSerialLink
+    db = tmp_path / "audit.sqlite"
+    with VirtualSerialLink() as link:  # nothing answers at the device end
+        result = run("host", "pull", "--port", link.host_port, "--db", db, "--timeout", 0.3)
+    assert result.returncode == 2 and _one_line_error(result), result.stderr
+    assert "did not answer" in result.stderr
+    assert not db.exists()
+
+
+def test_pull_from_a_busy_port_is_one_line_and_leaves_the_database(sealed, service_for, tmp_path):
+    import serial
+    from host import logdb
+    db = tmp_path / "audit.sqlite"
+    service = service_for(sealed["state"])
+    client = service.client()
+    logdb.pull(client, db)
+    client.transport.close()
+    before = db.read_bytes()
+    holder = serial.Serial(service.link.host_port, exclusive=True)
+    try:
+        result = run("host", "pull", "--port", service.link.host_port, "--db", db)
+    finally:
+        holder.close()
+    assert result.returncode == 2 and _one_line_error(result), result.stderr
+    assert "busy" in result.stderr
+    assert db.read_bytes() == before
+
+
+def test_a_link_that_corrupts_every_frame_is_one_line_and_stores_nothing(sealed, service_for, tmp_path):
+    def corrupt_every_answer(direction, data):
+        if direction == "to_host" and len(data) > 4:
+            data = bytes([data[0] ^ 0x40]) + data[1:]
+        return data
+
+    db = tmp_path / "audit.sqlite"
+    service = service_for(sealed["state"], fault=corrupt_every_answer)
+    result = run("host", "pull", "--port", service.link.host_port, "--db", db, "--timeout", 0.5)
+    assert result.returncode == 2 and _one_line_error(result), result.stderr
+    assert not db.exists()
+
+
+def test_serve_on_a_missing_port_is_one_line(device, tmp_path):
+    result = run("device", "--state", device.directory, "serve", "--port", tmp_path / "ttyGS9")
+    assert result.returncode == 2 and _one_line_error(result), result.stderr
 
 
 def test_device_init_refuses_a_serial_with_spaces_and_leaves_nothing(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE_MODULES = sorted((ROOT / "device" / "core").glob("*.py"))
+assert len(CORE_MODULES) >= 8, "the portable core went missing"
 VECTORS = ROOT / "tests" / "micropython" / "core_vectors.py"
 
 
