@@ -25,6 +25,7 @@ import c2pa
 from PIL import Image
 
 from . import __version__
+from .classifier import ClassifierError
 from .core import aigc, jpeg, logrecord, policy
 from .explicit_label import draw_explicit_label
 
@@ -53,10 +54,9 @@ class Sealer:
         """classifier: a device.classifier.Classifier, or None to rely on declared
         sources alone. classifier_error: why a configured classifier could not be
         loaded; every capture is then labelled by the fail-closed rule."""
-        if not 0.0 < threshold <= 1.0:
-            raise ValueError("classifier threshold must be in (0, 1], got %r" % (threshold,))
+        policy.check_threshold(threshold)
         if classifier is not None:
-            missing = [name for name in policy.CLASS_RULES if name not in classifier.labels]
+            missing = policy.missing_classes(classifier.labels)
             if missing:
                 raise ValueError("classifier labels %s lack the policy's classes %s" % (classifier.labels, missing))
         self.state = state
@@ -80,7 +80,6 @@ class Sealer:
         """Return (scores, error): the classifier's verdict, or why there is none."""
         if self.classifier is None:
             return None, self.classifier_error
-        from .classifier import ClassifierError
         try:
             return self.classifier.classify(frame, channel_order), None
         except ClassifierError as err:

@@ -13,7 +13,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import c2pa
@@ -23,20 +22,11 @@ from device.camera import FakeCamera
 from device.classifier import Classifier
 from device.seal import JPEG_QUALITY, Sealer
 from device.state import DeviceState
-from firmware_tools.model.bench_classifier import bench_classifier
+from firmware_tools.model.bench_classifier import bench_classifier, median_ms
 from host import ca
 
 WIDTH, HEIGHT = 4056, 3040
 SEAL_STAGES = ("explicit_label_ms", "implicit_label_ms", "c2pa_sign_ms", "hash_log_emit_ms")
-
-
-def _median_ms(fn, runs):
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000.0)
-    return round(statistics.median(times), 3)
 
 
 def bench_seal(runs):
@@ -75,9 +65,8 @@ def bench_seal(runs):
                              "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"}]}}]}
             c2pa.Builder(json.dumps(manifest)).sign(signer, "image/jpeg", io.BytesIO(unsigned), io.BytesIO())
 
-        c2pa_default()
-        c2pa_default_ms = _median_ms(c2pa_default, runs)
-        sha_ms = _median_ms(lambda: hashlib.sha256(sealed).digest(), max(runs, 15))
+        c2pa_default_ms = median_ms(c2pa_default, runs, warmup=1)
+        sha_ms = median_ms(lambda: hashlib.sha256(sealed).digest(), max(runs, 15), warmup=1)
     seal_ms = round(statistics.median(totals), 3)
     return {
         "frame": "%dx%d" % (WIDTH, HEIGHT),

@@ -98,7 +98,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     from device.classifier import Classifier, ClassifierError, preprocess, read_labels
-    from device.core.policy import CLASS_RULES
+    from device.core.policy import CLASS_RULES, missing_classes
     from firmware_tools.model.metrics import confusion_matrix
     from firmware_tools.model.tflite_eval import FloatModel, fully_integer_problems, predict_int8
 
@@ -106,7 +106,7 @@ def main(argv=None):
         labels = read_labels(args.labels)
     except ClassifierError as exc:
         raise SystemExit(str(exc)) from None
-    missing = [name for name in CLASS_RULES if name not in labels]
+    missing = missing_classes(labels)
     if missing:
         raise SystemExit(f"--labels {args.labels}: lacks the classes {missing} that the labeling policy acts on")
     # Check the inputs before the minutes-long conversion, not after it.

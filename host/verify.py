@@ -158,19 +158,13 @@ def _check_decision(report, manifest, seal):
 
 def _rederive_rule(decision):
     """The rule the policy gives for the decision's own inputs (declared source, the
-    classifier's scores, threshold or error), or None when they are not usable: a
-    threshold outside (0, 1] or scores without the policy's classes would let any
-    rule pass."""
-    scores = decision.get("scores")
-    if scores is not None:
-        threshold = decision.get("threshold")
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
-            return None
-        if not isinstance(scores, dict) or any(name not in scores for name in policy.CLASS_RULES):
-            return None
+    classifier's scores, threshold or error), or None when the policy refuses them (a
+    threshold outside (0, 1] or scores without the policy's classes would let any rule
+    pass). Scores recorded without their threshold are refused too: no default applies."""
+    has_scores = "scores" in decision
     try:
         return policy.decide(decision.get("source"), decision.get("scores"),
-                             decision.get("threshold", policy.DEFAULT_THRESHOLD),
+                             decision.get("threshold") if has_scores else policy.DEFAULT_THRESHOLD,
                              decision.get("classifier_error"))["rule"]
     except (policy.PolicyError, TypeError, AttributeError):
         return None

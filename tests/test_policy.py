@@ -76,3 +76,15 @@ def test_an_undeclared_source_is_refused():
 def test_only_ai_content_gets_an_explicit_label():
     for row in policy.POLICY_TABLE.values():
         assert row["explicit"] == (row["label"] == "1")
+
+
+@pytest.mark.parametrize("threshold", [0, 1.01, True, "0.8", None])
+def test_decide_refuses_a_threshold_that_is_not_in_0_1(threshold):
+    with pytest.raises(policy.PolicyError, match="threshold"):
+        policy.decide("capture", {"real": 0.1, "synthetic": 0.9, "screen": 0.0}, threshold)
+
+
+def test_decide_refuses_scores_without_the_policys_classes():
+    # A renamed class must not read as score 0, i.e. as a real capture.
+    with pytest.raises(policy.PolicyError, match=r"lack the policy's classes \['synthetic'\]"):
+        policy.decide("capture", {"real": 0.1, "Synthetic": 0.9, "screen": 0.0})

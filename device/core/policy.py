@@ -52,6 +52,19 @@ class PolicyError(ValueError):
     pass
 
 
+def check_threshold(threshold):
+    """Raise PolicyError unless threshold is a number in (0, 1]: a threshold above 1
+    (or not a number) would let every undeclared capture pass as real."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise PolicyError("classifier threshold must be in (0, 1], got %r" % (threshold,))
+
+
+def missing_classes(class_names):
+    """The classifier classes the policy acts on that class_names lacks: a renamed class
+    would otherwise read as score 0, i.e. as real."""
+    return [name for name in CLASS_RULES if name not in class_names]
+
+
 def decide(declared_source, scores=None, threshold=DEFAULT_THRESHOLD, classifier_error=None):
     """Return the decision for one frame: the chosen row, the rule that chose it, and
     the classifier's scores (or error) when a classifier ran.
@@ -63,6 +76,10 @@ def decide(declared_source, scores=None, threshold=DEFAULT_THRESHOLD, classifier
         raise PolicyError("unknown declared source %r; use one of %s"
                           % (declared_source, ", ".join(DECLARED_SOURCES)))
     if scores is not None:
+        check_threshold(threshold)
+        missing = missing_classes(scores)
+        if missing:
+            raise PolicyError("classifier scores lack the policy's classes %s" % missing)
         # Decide on the scores as recorded, so that anyone can re-derive the rule from the record.
         scores = dict((k, round(v, 4)) for k, v in scores.items())
     rule = declared_source
@@ -72,7 +89,7 @@ def decide(declared_source, scores=None, threshold=DEFAULT_THRESHOLD, classifier
         elif scores is not None:
             best = None
             for name in CLASS_RULES:
-                score = scores.get(name, 0.0)
+                score = scores[name]
                 if score >= threshold and (best is None or score > scores[best]):
                     best = name
             if best is not None:
