@@ -28,7 +28,7 @@ $(VENV)/.stamp-python: pyproject.toml
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[device,dev]'
 	@touch $@
 
 # Real MicroPython (WebAssembly port under Node) runs the portable core in the tests.
@@ -46,7 +46,7 @@ test: setup
 
 bench: setup
 	@mkdir -p build
-	$(PY) -m firmware_tools.bench --out build/bench.json
+	$(PY) -m synthseal.firmware_tools.bench --out build/bench.json
 
 clean:
 	rm -rf $(VENV) node_modules build demo-output .stamp-apt

@@ -1,3 +1,5 @@
 """synthseal device agent: label, seal and log content at the source."""
 
-__version__ = "0.1.0"
+from .. import __version__  # one version for the whole distribution
+
+__all__ = ["__version__"]

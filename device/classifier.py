@@ -14,14 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-# A checkout (or editable install) has models/ beside device/; an installed wheel puts
-# the shipped model under the environment's prefix (pyproject: data-files).
-_CHECKOUT_MODELS = Path(__file__).resolve().parent.parent / "models"
-_INSTALLED_MODELS = Path(sys.prefix) / "share" / "synthseal" / "models"
-_SHIPPED_MODEL_NAME = "synthseal_scene_int8.tflite"
-_MODELS_DIR = _CHECKOUT_MODELS if (_CHECKOUT_MODELS / _SHIPPED_MODEL_NAME).is_file() else _INSTALLED_MODELS
-DEFAULT_MODEL = _MODELS_DIR / _SHIPPED_MODEL_NAME
-DEFAULT_LABELS = _MODELS_DIR / "labels.txt"
+# The shipped model is package data of `synthseal.models`, so it sits beside that
+# module in every install form (checkout, venv, --user, system).
+from ..models import SHIPPED_LABELS as DEFAULT_LABELS, SHIPPED_MODEL as DEFAULT_MODEL
 
 CHANNEL_ORDERS = ("RGB", "BGR")
 
@@ -139,7 +134,7 @@ def check_model_file(model_path, interpreter_class):
     except subprocess.TimeoutExpired:
         raise ClassifierError(
             f"model file {model_path} did not load within {PROBE_TIMEOUT_S} s; "
-            "it may be corrupt: rebuild it with 'make model' or copy it again"
+            "it may be corrupt: copy it again or pass another with --model PATH"
         ) from None
     if probe.returncode != 0:
         if probe.returncode < 0:
@@ -149,7 +144,7 @@ def check_model_file(model_path, interpreter_class):
             reason = lines[-1] if lines else f"exit status {probe.returncode}"
         raise ClassifierError(
             f"model file {model_path} is not a loadable TFLite model ({reason}); "
-            "it may be truncated or corrupt: rebuild it with 'make model' or copy it again"
+            "it may be truncated or corrupt: copy it again or pass another with --model PATH"
         )
 
 
@@ -184,7 +179,8 @@ class Classifier:
         model_path = Path(model_path)
         if not model_path.is_file():
             raise ClassifierError(
-                f"model file {model_path} not found; run 'make model' or pass model_path"
+                f"model file {model_path} not found; pass the model with --model PATH "
+                "(or --model none to run without the classifier)"
             )
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ClassifierError(f"num_threads must be a positive integer, got {num_threads!r}")
@@ -199,7 +195,7 @@ class Classifier:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ClassifierError(
                 f"model file {model_path} is not a loadable TFLite model ({first_line}); "
-                "it may be truncated or corrupt: rebuild it with 'make model' or copy it again"
+                "it may be truncated or corrupt: copy it again or pass another with --model PATH"
             ) from None
         self.model_path = model_path
         self.num_threads = num_threads

@@ -18,12 +18,12 @@ from pathlib import Path
 import c2pa
 from PIL import Image
 
-from device.camera import FakeCamera
-from device.classifier import Classifier
-from device.seal import JPEG_QUALITY, Sealer
-from device.state import DeviceState
-from firmware_tools.model.bench_classifier import bench_classifier, median_ms
-from host import ca
+from ..device.camera import FakeCamera
+from ..device.classifier import Classifier
+from ..device.seal import JPEG_QUALITY, Sealer
+from ..device.state import DeviceState
+from .model.bench_classifier import bench_classifier, median_ms
+from ..host import ca
 
 WIDTH, HEIGHT = 4056, 3040
 SEAL_STAGES = ("explicit_label_ms", "implicit_label_ms", "c2pa_sign_ms", "hash_log_emit_ms")

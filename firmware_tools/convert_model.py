@@ -3,7 +3,7 @@
 Run it in the training environment (TensorFlow), e.g.:
 
     make .venv-train/.stamp-train
-    PYTHONPATH=. .venv-train/bin/python -m firmware_tools.convert_model my_model.keras \\
+    .venv-train/bin/python -m synthseal.firmware_tools.convert_model my_model.keras \\
         --representative vendor_data/calibration --labels my_labels.txt \\
         --eval vendor_data/labelled --out models/vendor_int8.tflite
 
@@ -64,7 +64,7 @@ def class_subfolders(folder, labels):
 
 def labelled_images(folder, labels, height, width):
     """Images and label indices from folder/<label>/*."""
-    from device.classifier import preprocess
+    from ..device.classifier import preprocess
 
     folder = Path(folder)
     subfolders = class_subfolders(folder, labels)
@@ -80,7 +80,7 @@ def labelled_images(folder, labels, height, width):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog="python -m firmware_tools.convert_model",
+        prog="python -m synthseal.firmware_tools.convert_model",
         description=__doc__.split("\n\n")[0],
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -97,10 +97,10 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    from device.classifier import Classifier, ClassifierError, preprocess, read_labels
-    from device.core.policy import CLASS_RULES, missing_classes
-    from firmware_tools.model.metrics import confusion_matrix
-    from firmware_tools.model.tflite_eval import FloatModel, fully_integer_problems, predict_int8
+    from ..device.classifier import Classifier, ClassifierError, preprocess, read_labels
+    from ..device.core.policy import CLASS_RULES, missing_classes
+    from .model.metrics import confusion_matrix
+    from .model.tflite_eval import FloatModel, fully_integer_problems, predict_int8
 
     try:
         labels = read_labels(args.labels)
@@ -117,7 +117,7 @@ def main(argv=None):
         raise SystemExit(f"--representative {args.representative}: no images found")
     if args.eval:
         class_subfolders(args.eval, labels)
-    from firmware_tools.model import quantize  # TensorFlow: seconds to import
+    from .model import quantize  # TensorFlow: seconds to import
 
     try:
         model = quantize.load_model(args.model)

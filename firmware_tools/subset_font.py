@@ -6,7 +6,7 @@ ASCII for custom texts), so the device ships a subset of Noto Sans CJK SC Bold
 the 20 MB collection. Run on a development machine with the Debian package
 fonts-noto-cjk installed:
 
-    .venv/bin/python -m firmware_tools.subset_font
+    .venv/bin/python -m synthseal.firmware_tools.subset_font
 """
 
 import argparse

@@ -4,7 +4,7 @@ import argparse
 import json
 import sys
 
-from device import __version__
+from ..device import __version__
 
 
 def cmd_ports(args):

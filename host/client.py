@@ -7,8 +7,8 @@ import time
 import serial
 import serial.tools.list_ports
 
-from device.core import framing
-from device.core import protocol as p
+from ..device.core import framing
+from ..device.core import protocol as p
 
 
 class HostError(Exception):

@@ -27,7 +27,7 @@ def _step(n, text):
 
 
 def _device(state, *args):
-    cmd = [sys.executable, "-m", "device.cli", "--state", str(state)] + [str(a) for a in args]
+    cmd = [sys.executable, "-m", "synthseal.device.cli", "--state", str(state)] + [str(a) for a in args]
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
@@ -65,7 +65,7 @@ def run_demo(out, frames=6):
 
     _step(5, "Host: pull the audit log over the virtual serial link into SQLite")
     with VirtualSerialLink() as link:
-        service = subprocess.Popen([sys.executable, "-m", "device.cli", "--state", str(state), "serve",
+        service = subprocess.Popen([sys.executable, "-m", "synthseal.device.cli", "--state", str(state), "serve",
                                     "--port", link.device_port], stderr=subprocess.DEVNULL)
         try:
             time.sleep(0.5)  # the service opens its port

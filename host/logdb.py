@@ -11,7 +11,7 @@ import json
 import sqlite3
 import time
 
-from device.core import logrecord
+from ..device.core import logrecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (

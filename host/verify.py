@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from device.core import aigc, jpeg, policy
-from device.seal import C2PA_ASSERTION_LABEL
+from ..device.core import aigc, jpeg, policy
+from ..device.seal import C2PA_ASSERTION_LABEL
 
 from . import logdb
 

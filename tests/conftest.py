@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from device.camera import FakeCamera
-from device.seal import Sealer
-from device.service import serve
-from device.state import DeviceState
-from host import ca
-from host.client import DeviceClient, SerialTransport
-from host.simlink import VirtualSerialLink
+from synthseal.device.camera import FakeCamera
+from synthseal.device.seal import Sealer
+from synthseal.device.service import serve
+from synthseal.device.state import DeviceState
+from synthseal.host import ca
+from synthseal.host.client import DeviceClient, SerialTransport
+from synthseal.host.simlink import VirtualSerialLink
 
 SERIAL = "TEST-0001"
 PRODUCER = "synthseal-test"

@@ -6,8 +6,8 @@ from binascii import crc32
 
 import pytest
 
-from device.core import logrecord
-from device.core.auditlog import AuditLog, AuditLogError
+from synthseal.device.core import logrecord
+from synthseal.device.core.auditlog import AuditLog, AuditLogError
 
 
 def _append(log, n):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.classifier import (
+from synthseal.device.classifier import (
     DEFAULT_LABELS,
     DEFAULT_MODEL,
     Classifier,
@@ -18,8 +18,8 @@ from device.classifier import (
     preprocess,
     probabilities_from_output,
 )
-from firmware_tools.model.metrics import evaluate, roc_auc
-from firmware_tools.model.tflite_eval import FloatModel, fully_integer_problems, predict_int8
+from synthseal.firmware_tools.model.metrics import evaluate, roc_auc
+from synthseal.firmware_tools.model.tflite_eval import FloatModel, fully_integer_problems, predict_int8
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
@@ -271,7 +271,7 @@ def test_unknown_channel_order_is_a_clear_error(classifier):
 
 
 def test_bench_reports_int8_and_float_latency_and_size():
-    from firmware_tools.model.bench_classifier import bench_classifier
+    from synthseal.firmware_tools.model.bench_classifier import bench_classifier
 
     result = bench_classifier(repeats=5)
     assert set(result["int8_ms_per_frame"]) == {"1", "2"} == set(result["float32_ms_per_frame"])
@@ -282,7 +282,7 @@ def test_bench_reports_int8_and_float_latency_and_size():
 
 def test_vendor_converter_documents_itself():
     completed = subprocess.run(
-        [sys.executable, "-m", "firmware_tools.convert_model", "--help"],
+        [sys.executable, "-m", "synthseal.firmware_tools.convert_model", "--help"],
         cwd=REPO, capture_output=True, text=True, check=True,
     )
     for option in ("--representative", "--labels", "--eval", "--out"):
@@ -292,7 +292,7 @@ def test_vendor_converter_documents_itself():
 
 def test_make_bench_writes_seal_and_classifier_figures(tmp_path):
     out = tmp_path / "bench.json"
-    subprocess.run([sys.executable, "-m", "firmware_tools.bench", "--runs", "2", "--out", str(out)],
+    subprocess.run([sys.executable, "-m", "synthseal.firmware_tools.bench", "--runs", "2", "--out", str(out)],
                    cwd=REPO, capture_output=True, text=True, check=True)
     report = json.loads(out.read_text(encoding="utf-8"))
     seal = report["seal"]
@@ -328,7 +328,7 @@ def test_vendor_converter_checks_its_inputs_before_converting(tmp_path, case, me
                  "empty-representative": {"--representative": tmp_path / "empty"},
                  "unknown-class": {}}[case])
     argv = [str(args.pop("model"))] + [str(item) for pair in args.items() for item in pair]
-    completed = subprocess.run([sys.executable, "-m", "firmware_tools.convert_model", *argv],
+    completed = subprocess.run([sys.executable, "-m", "synthseal.firmware_tools.convert_model", *argv],
                                cwd=REPO, capture_output=True, text=True)
     assert completed.returncode == 1
     assert message in completed.stderr and "Traceback" not in completed.stderr
@@ -339,7 +339,7 @@ def test_vendor_converter_refuses_labels_without_the_policys_classes(tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("cat\ndog\n", encoding="utf-8")
     completed = subprocess.run(
-        [sys.executable, "-m", "firmware_tools.convert_model", str(DEFAULT_MODEL), "--representative", str(tmp_path),
+        [sys.executable, "-m", "synthseal.firmware_tools.convert_model", str(DEFAULT_MODEL), "--representative", str(tmp_path),
          "--labels", str(labels), "--out", str(tmp_path / "out.tflite")],
         cwd=REPO, capture_output=True, text=True)
     assert completed.returncode == 1 and "lacks the classes ['synthetic', 'screen']" in completed.stderr

@@ -2,7 +2,6 @@
 codes, and nothing changed on disk by a failed command."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,10 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(tool, *args, cwd=None):
-    module = {"host": "host.cli", "device": "device.cli"}[tool]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    module = {"host": "synthseal.host.cli", "device": "synthseal.device.cli"}[tool]
     return subprocess.run([sys.executable, "-m", module] + [str(a) for a in args], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=120)
+                          text=True, cwd=cwd, timeout=120)
 
 
 @pytest.mark.parametrize("tool", ["host", "device"])
@@ -81,7 +79,7 @@ def test_pull_from_a_missing_port_is_one_line_and_creates_no_database(tmp_path):
 
 def test_log_check_names_an_edited_record(sealed, service_for, tmp_path):
     import sqlite3
-    from host import logdb
+    from synthseal.host import logdb
     db = tmp_path / "audit.sqlite"
     logdb.pull(service_for(sealed["state"]).client(), db)
     con = sqlite3.connect(db)
@@ -97,7 +95,7 @@ def _forge_last_record(db):
     """Edit the newest stored record as a careful forger would: new bytes, and the stored
     hash and decoded columns recomputed to match. No later record links to it."""
     import sqlite3
-    from device.core import logrecord
+    from synthseal.device.core import logrecord
     con = sqlite3.connect(db)
     seq, raw = con.execute("SELECT seq, raw FROM records ORDER BY seq DESC LIMIT 1").fetchone()
     forged = bytes(raw).replace(b'"label": "1"', b'"label": "2"')
@@ -110,7 +108,7 @@ def _forge_last_record(db):
 
 
 def test_log_check_names_a_forged_newest_record(sealed, service_for, tmp_path):
-    from host import logdb
+    from synthseal.host import logdb
     db = tmp_path / "audit.sqlite"
     logdb.pull(service_for(sealed["state"]).client(), db)
     assert run("host", "log-check", "--db", db).returncode == 0
@@ -122,7 +120,7 @@ def test_log_check_names_a_forged_newest_record(sealed, service_for, tmp_path):
 
 def test_log_check_names_a_deleted_newest_record(sealed, service_for, tmp_path):
     import sqlite3
-    from host import logdb
+    from synthseal.host import logdb
     db = tmp_path / "audit.sqlite"
     logdb.pull(service_for(sealed["state"]).client(), db)
     con = sqlite3.connect(db)
@@ -154,7 +152,7 @@ def test_a_database_that_is_not_an_audit_database_is_one_line(vendor_ca, tmp_pat
 
 
 def test_verify_with_the_log_names_every_check_a_changed_pixel_breaks(sealed, service_for, vendor_ca, tmp_path):
-    from host import logdb
+    from synthseal.host import logdb
     db = tmp_path / "audit.sqlite"
     logdb.pull(service_for(sealed["state"]).client(), db)
     anchor = tmp_path / "root.pem"
@@ -170,7 +168,7 @@ def test_verify_with_the_log_names_every_check_a_changed_pixel_breaks(sealed, se
 
 
 def test_pull_from_a_silent_device_is_one_line_and_creates_no_database(tmp_path):
-    from host.simlink import VirtualSerialLink
+    from synthseal.host.simlink import VirtualSerialLink
     db = tmp_path / "audit.sqlite"
     with VirtualSerialLink() as link:  # nothing answers at the device end
         result = run("host", "pull", "--port", link.host_port, "--db", db, "--timeout", 0.3)
@@ -181,7 +179,7 @@ def test_pull_from_a_silent_device_is_one_line_and_creates_no_database(tmp_path)
 
 def test_pull_from_a_busy_port_is_one_line_and_leaves_the_database(sealed, service_for, tmp_path):
     import serial
-    from host import logdb
+    from synthseal.host import logdb
     db = tmp_path / "audit.sqlite"
     service = service_for(sealed["state"])
     client = service.client()
@@ -243,8 +241,8 @@ def test_capture_before_provisioning_is_refused(tmp_path):
 
 
 def test_a_certificate_for_another_key_is_refused(vendor_ca, tmp_path):
-    from host import ca
-    from device.state import DeviceState
+    from synthseal.host import ca
+    from synthseal.device.state import DeviceState
     other = DeviceState(tmp_path / "other")
     chain = tmp_path / "chain.pem"
     chain.write_text(ca.issue_content_certificate(vendor_ca[0], other.init("SN2", "Vendor"), "SN2"))

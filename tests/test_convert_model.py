@@ -34,8 +34,8 @@ def _write_frames(folder, images, scale=4):
 
 
 def _convert(*args):
-    return subprocess.run([str(TRAIN_PYTHON), "-m", "firmware_tools.convert_model", *map(str, args)],
-                          cwd=REPO, capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})
+    return subprocess.run([str(TRAIN_PYTHON), "-m", "synthseal.firmware_tools.convert_model", *map(str, args)],
+                          cwd=REPO, capture_output=True, text=True)
 
 
 def test_keras_model_converts_to_full_integer_and_is_evaluated(tmp_path):

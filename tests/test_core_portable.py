@@ -37,8 +37,7 @@ def test_core_imports_only_what_micropython_has():
 def test_micropython_and_cpython_agree_on_every_core_result(tmp_path):
     node = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
     assert node.exists(), "run `make setup` (npm ci) to install MicroPython"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cpython = subprocess.run([sys.executable, str(VECTORS)], cwd=tmp_path, env=env,
+    cpython = subprocess.run([sys.executable, str(VECTORS)], cwd=tmp_path,
                              capture_output=True, text=True, check=True)
     micropython = subprocess.run(["node", str(ROOT / "tests" / "micropython" / "run.mjs"), str(ROOT), str(VECTORS)],
                                  cwd=ROOT, capture_output=True, text=True, timeout=120)

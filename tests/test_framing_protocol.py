@@ -7,8 +7,8 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from device.core import framing, protocol as p
-from device.core.framing import FrameError, FrameReader, decode_frame, encode_frame
+from synthseal.device.core import framing, protocol as p
+from synthseal.device.core.framing import FrameError, FrameReader, decode_frame, encode_frame
 
 
 @given(st.binary(max_size=2000))

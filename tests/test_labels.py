@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, strategies as st
 from PIL import Image
 
-from device.core import aigc, jpeg
-from host.verify import read_xmp_label
+from synthseal.device.core import aigc, jpeg
+from synthseal.host.verify import read_xmp_label
 
 RC1 = aigc.encode_reserved_code1(bytes(range(64)))
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from device.core import policy
+from synthseal.device.core import policy
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from device.camera import FakeCamera
-from device.core import aigc, policy
-from device.explicit_label import MIN_HEIGHT_FRACTION, draw_explicit_label
-from device.seal import C2PA_ASSERTION_LABEL, SealError, Sealer
-from host.verify import c2pa_reader_context, verify_file
+from synthseal.device.camera import FakeCamera
+from synthseal.device.core import aigc, policy
+from synthseal.device.explicit_label import MIN_HEIGHT_FRACTION, draw_explicit_label
+from synthseal.device.seal import C2PA_ASSERTION_LABEL, SealError, Sealer
+from synthseal.host.verify import c2pa_reader_context, verify_file
 
 
 @pytest.mark.parametrize("source", ["rig", "capture", "composite"])

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from device.camera import FakeCamera
-from device.classifier import DEFAULT_MODEL, Classifier
-from device.core import logrecord, policy
-from device.seal import C2PA_ASSERTION_LABEL, Sealer
-from host.verify import c2pa_reader_context, verify_file
+from synthseal.device.camera import FakeCamera
+from synthseal.device.classifier import DEFAULT_MODEL, Classifier
+from synthseal.device.core import logrecord, policy
+from synthseal.device.seal import C2PA_ASSERTION_LABEL, Sealer
+from synthseal.host.verify import c2pa_reader_context, verify_file
 
 from conftest import make_device
 
@@ -188,7 +188,7 @@ def test_a_classifier_without_the_policys_classes_is_refused(device, tmp_path):
 
 
 def _device_cli(*args):
-    return subprocess.run([sys.executable, "-m", "device.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "synthseal.device.cli", *map(str, args)],
                           capture_output=True, text=True, cwd=REPO)
 
 

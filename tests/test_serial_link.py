@@ -8,11 +8,11 @@ import threading
 import pytest
 import serial
 
-from device.camera import FakeCamera
-from device.seal import Sealer
-from host import logdb
-from host.client import DeviceClient, HostError, SerialTransport
-from host.simlink import VirtualSerialLink
+from synthseal.device.camera import FakeCamera
+from synthseal.device.seal import Sealer
+from synthseal.host import logdb
+from synthseal.host.client import DeviceClient, HostError, SerialTransport
+from synthseal.host.simlink import VirtualSerialLink
 from tests.test_auditlog import rewrite_record
 
 
@@ -76,7 +76,7 @@ def test_a_record_edited_in_the_database_is_named_by_the_chain_check(device, ser
     problems = logdb.check_chain(db)
     assert problems and all("record 4" in p for p in problems)
     # A careful forger also rewrites the stored hash: the next record's link still names it.
-    from device.core import logrecord
+    from synthseal.device.core import logrecord
     new_raw = con.execute("SELECT raw FROM records WHERE seq=4").fetchone()[0]
     con.execute("UPDATE records SET record_hash=? WHERE seq=4", (logrecord.record_hash(new_raw).hex(),))
     con.commit()

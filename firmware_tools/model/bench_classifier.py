@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device.classifier import DEFAULT_LABELS, DEFAULT_MODEL, Classifier
-from firmware_tools.model.tflite_eval import FloatModel
+from ...device.classifier import DEFAULT_LABELS, DEFAULT_MODEL, Classifier
+from .tflite_eval import FloatModel
 
 DEFAULT_FLOAT_MODEL = Path(DEFAULT_MODEL).with_name("synthseal_scene_float32.tflite")
 CAMERA_FRAME_SHAPE = (3040, 4056, 3)  # Raspberry Pi HQ camera full resolution

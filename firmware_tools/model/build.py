@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_tools.model import dataset
+from . import dataset
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS_DIR = REPO / "models"
@@ -99,7 +99,7 @@ def generator_code_hash():
         digest.update((Path(__file__).parent / module).read_bytes())
     import inspect
 
-    from device import classifier
+    from ...device import classifier
 
     for function in (classifier.sample_grid, classifier.preprocess):
         digest.update(inspect.getsource(function).encode())
@@ -138,12 +138,12 @@ def sha256_of(path):
 def evaluate_and_write(heldout, trained):
     """Score the models in models/ on the held-out split and write the metrics JSON and
     the model card. trained: what the training run knows (history, parameters, timings)."""
-    from device.classifier import Classifier
-    from device.core.policy import CLASS_RULES
-    from firmware_tools.model import card
-    from firmware_tools.model.bench_classifier import bench_classifier
-    from firmware_tools.model.metrics import evaluate
-    from firmware_tools.model.tflite_eval import FloatModel, fully_integer_problems, predict_int8
+    from ...device.classifier import Classifier
+    from ...device.core.policy import CLASS_RULES
+    from . import card
+    from .bench_classifier import bench_classifier
+    from .metrics import evaluate
+    from .tflite_eval import FloatModel, fully_integer_problems, predict_int8
 
     problems = fully_integer_problems(INT8_MODEL)
     if problems:
@@ -201,7 +201,7 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    from firmware_tools.model import quantize
+    from . import quantize
 
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     train_split = load_or_build_split(

@@ -1,7 +1,7 @@
 """Render models/MODEL_CARD.md from the metrics JSON the build writes (one source of numbers)."""
 
-from device.core.policy import DEFAULT_THRESHOLD
-from firmware_tools.model import dataset, scenes
+from ...device.core.policy import DEFAULT_THRESHOLD
+from . import dataset, scenes
 
 
 def _pct(value):

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from device.classifier import preprocess
-from firmware_tools.model import scenes
+from ...device.classifier import preprocess
+from . import scenes
 
 LABELS = ("real", "synthetic", "screen")
 INPUT_SIZE = 64

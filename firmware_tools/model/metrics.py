@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from device.core.policy import CLASS_RULES
+from ...device.core.policy import CLASS_RULES
 
 
 def confusion_matrix(true_labels, predicted_labels, n_classes):

@@ -13,4 +13,4 @@ $(TRAIN_VENV)/.stamp-train: pyproject.toml
 # Generated frames are cached in build/model/ under a hash of the generator code, so a
 # re-run after a code change regenerates them and an unchanged re-run only retrains.
 model: $(TRAIN_VENV)/.stamp-train
-	PYTHONPATH=$(CURDIR) $(TRAIN_PY) -m firmware_tools.model.build
+	$(TRAIN_PY) -m synthseal.firmware_tools.model.build

@@ -6,7 +6,7 @@ so every figure is produced by the interpreter the device itself runs.
 
 import numpy as np
 
-from device.classifier import Classifier, load_interpreter_class
+from ...device.classifier import Classifier, load_interpreter_class
 
 
 def predict_int8(classifier: Classifier, images):

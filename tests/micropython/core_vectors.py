@@ -4,7 +4,7 @@
 import binascii
 import json
 
-from device.core import aigc, auditlog, framing, handlers, jpeg, logrecord, policy, protocol
+from synthseal.device.core import aigc, auditlog, framing, handlers, jpeg, logrecord, policy, protocol
 
 
 def hx(b):

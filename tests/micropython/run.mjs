@@ -10,11 +10,13 @@ const mp = await loadMicroPython({
   stdout: (line) => process.stdout.write(line + "\n"),
   stderr: (line) => { failed = true; process.stderr.write(line + "\n"); },
 });
-mp.FS.mkdirTree("/lib/device/core");
-mp.FS.writeFile("/lib/device/__init__.py", "");
+// The same package path as the installed distribution: synthseal.device.core.
+mp.FS.mkdirTree("/lib/synthseal/device/core");
+mp.FS.writeFile("/lib/synthseal/__init__.py", "");
+mp.FS.writeFile("/lib/synthseal/device/__init__.py", "");
 for (const name of readdirSync(join(root, "device", "core"))) {
   if (name.endsWith(".py")) {
-    mp.FS.writeFile("/lib/device/core/" + name, readFileSync(join(root, "device", "core", name)));
+    mp.FS.writeFile("/lib/synthseal/device/core/" + name, readFileSync(join(root, "device", "core", name)));
   }
 }
 try {
