@@ -95,9 +95,9 @@ def test_a_dropped_record_is_found(tmp_path):
     assert failure is not None and "sequence jumps" in failure[2]
 
 
-def test_read_respects_the_byte_budget_but_returns_at_least_one(tmp_path):
+def test_read_stops_where_the_caller_says_the_batch_is_full(tmp_path):
     log = AuditLog(str(tmp_path / "audit.log"))
     _append(log, 10)
     size = len(log.read(1, 1)[0])
-    assert len(log.read(1, 100, max_bytes=size * 3)) == 3
-    assert len(log.read(1, 100, max_bytes=1)) == 1
+    assert len(log.read(1, 100, fits=lambda lengths: sum(lengths) <= size * 3)) == 3
+    assert log.read(1, 100, fits=lambda lengths: False) == []

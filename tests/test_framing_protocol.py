@@ -85,3 +85,54 @@ def test_message_header_round_trip_and_short_message():
     with pytest.raises(p.ProtocolError):
         p.decode_message(b"\x01\x00")
     assert p.decode_log_read(struct.pack("<IH", 7, 100)) == (7, 100)
+
+
+# A device with many ordinary captures: every LOG_READ answer must fit one frame, with
+# the per-record length fields counted (80 records of 223 bytes once overflowed it).
+def _log_with_records(tmp_path, sizes):
+    from synthseal.device.core import logrecord
+    from synthseal.device.core.auditlog import AuditLog
+    log = AuditLog(str(tmp_path / "audit.log"))
+    for size in sizes:
+        base = len(logrecord.encode_record(1, 0, b"\0" * 32, b"\0" * 32, 1, "P", {"x": ""}))
+        log.append(0, b"\1" * 32, logrecord.EVENT_SEAL, "P", {"x": "y" * max(0, size - base)})
+    return log
+
+
+def _pull_through_endpoint(log):
+    from synthseal.device.core.handlers import DeviceEndpoint
+    endpoint = DeviceEndpoint(lambda: {}, log)
+    pulled, seq = [], 1
+    while seq < log.next_seq:
+        answer = endpoint.handle_request(p.encode_message(p.TYPE_LOG_READ, 7, p.encode_log_read(seq, 0xFFFF)))
+        encode_frame(answer)  # raises if the answer does not fit one frame
+        msg_type, _, body = p.decode_message(answer)
+        assert msg_type == p.TYPE_LOG_READ | p.RESPONSE, p.decode_error(body)
+        first, records = p.decode_log_batch(body)
+        assert first == seq and records
+        pulled += records
+        seq += len(records)
+    return pulled
+
+
+def test_a_log_of_ordinary_captures_is_pulled_in_frames_that_fit(tmp_path):
+    log = _log_with_records(tmp_path, [223] * 200)
+    assert _pull_through_endpoint(log) == log.read(1, 1000)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=90, max_value=6000), min_size=1, max_size=60))
+def test_every_log_batch_answer_fits_one_frame_whatever_the_record_sizes(tmp_path_factory, sizes):
+    log = _log_with_records(tmp_path_factory.mktemp("log"), sizes)
+    assert _pull_through_endpoint(log) == log.read(1, 1000)
+
+
+def test_a_record_larger_than_a_frame_gets_an_error_not_a_dead_service(tmp_path):
+    from synthseal.device.core.handlers import DeviceEndpoint
+    log = _log_with_records(tmp_path, [framing.MAX_PAYLOAD + 100])
+    answer = DeviceEndpoint(lambda: {}, log).handle_request(
+        p.encode_message(p.TYPE_LOG_READ, 9, p.encode_log_read(1, 10)))
+    encode_frame(answer)
+    msg_type, request_id, body = p.decode_message(answer)
+    assert (msg_type, request_id) == (p.TYPE_ERROR, 9)
+    assert p.decode_error(body)[0] == p.ERR_INTERNAL

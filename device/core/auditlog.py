@@ -109,20 +109,20 @@ class AuditLog:
         self.head_hash = logrecord.record_hash(record)
         return seq, record
 
-    def read(self, start_seq, max_count, max_bytes=None):
+    def read(self, start_seq, max_count, fits=None):
         """Return record bytes from start_seq on: at most max_count records and, if
-        given, at most max_bytes of records (always at least one if any exist)."""
+        `fits` is given, only as many as fits(list of record lengths) accepts."""
         index = start_seq - self.first_seq
         if index < 0:
             raise AuditLogError("records before seq %d are no longer on the device" % self.first_seq)
         out = []
-        total = 0
+        lengths = []
         with open(self.path, "rb") as f:
             for offset in self._offsets[index:index + max_count]:
                 f.seek(offset)
                 (n,) = struct.unpack(_ENTRY_HEAD, f.read(4))
-                if max_bytes is not None and out and total + n > max_bytes:
+                if fits is not None and not fits(lengths + [n]):
                     break
                 out.append(f.read(n))
-                total += n
+                lengths.append(n)
         return out

@@ -6,8 +6,9 @@ on MicroPython) reads frames, calls handle_request and writes the answer.
 from . import framing
 from . import protocol as p
 
-# A log batch must fit one frame with room for the header and per-record lengths.
-_BATCH_BYTES = framing.MAX_PAYLOAD - 64
+
+def _fits_one_frame(record_lengths):
+    return p.log_batch_fits(framing.MAX_PAYLOAD, record_lengths)
 
 
 class DeviceEndpoint:
@@ -33,6 +34,8 @@ class DeviceEndpoint:
             return self._error(request_id, p.ERR_BAD_REQUEST, str(err))
         except LogRangeError as err:
             return self._error(request_id, p.ERR_LOG_RANGE, str(err))
+        except RecordTooLargeError as err:
+            return self._error(request_id, p.ERR_INTERNAL, str(err))
 
     def _error(self, request_id, code, message):
         return p.encode_message(p.TYPE_ERROR, request_id, p.encode_error(code, message))
@@ -43,11 +46,18 @@ class DeviceEndpoint:
             raise LogRangeError("records before seq %d are no longer on the device" % log.first_seq)
         if start_seq >= log.next_seq or max_records == 0:
             return p.encode_log_batch(start_seq, [])
-        records = log.read(start_seq, max_records, _BATCH_BYTES)
+        records = log.read(start_seq, max_records, _fits_one_frame)
+        if not records:
+            raise RecordTooLargeError("record %d does not fit one frame of %d bytes"
+                                      % (start_seq, framing.MAX_PAYLOAD))
         return p.encode_log_batch(start_seq, records)
 
 
 class LogRangeError(Exception):
+    pass
+
+
+class RecordTooLargeError(Exception):
     pass
 
 

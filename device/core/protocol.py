@@ -66,6 +66,20 @@ def decode_log_read(body):
     return struct.unpack("<IH", body)
 
 
+# A log batch answer: message header, u32 first_seq + u16 count, then u16 length + bytes
+# per record. Both sizes are part of the one definition of what fits a frame.
+LOG_BATCH_HEAD_LEN = 6
+LOG_BATCH_RECORD_OVERHEAD = 2
+
+
+def log_batch_fits(max_payload, record_lengths):
+    """True if a LOG_READ answer holding records of these lengths fits max_payload."""
+    total = HEADER_LEN + LOG_BATCH_HEAD_LEN
+    for n in record_lengths:
+        total += LOG_BATCH_RECORD_OVERHEAD + n
+    return total <= max_payload
+
+
 def encode_log_batch(first_seq, records):
     """u32 first_seq, u16 count, then per record: u16 length, record bytes."""
     parts = [struct.pack("<IH", first_seq, len(records))]
