@@ -27,6 +27,8 @@ class FakeCamera:
         self.frame_index = 0
         self.pre_callback = None
         self.channel_order = "RGB"
+        # Recorded with every frame: a fake camera is a test bench, never evidence.
+        self.origin = {"kind": "camera", "camera": "fake", "sensor": "synthetic-test-scenes", "lab": True}
 
     def capture_array(self):
         rng = np.random.default_rng((self.seed, self.frame_index))
@@ -70,6 +72,10 @@ class Picamera2Source:
         self._camera.start()
         self.pre_callback = None
         self.channel_order = "BGR"
+        properties = getattr(self._camera, "camera_properties", None) or {}
+        self.origin = {"kind": "camera", "camera": "picamera2",
+                       "sensor": str(properties.get("Model", "unknown"))[:64],
+                       "size": [width, height]}
 
     def capture_array(self):
         frame = self._camera.capture_array("main")

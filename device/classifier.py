@@ -8,6 +8,7 @@ Runs with tflite-runtime (preferred, numpy<2) or ai-edge-litert (same Interprete
 TensorFlow is never needed on the device.
 """
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -240,6 +241,8 @@ class Classifier:
                 "in [0, 1]; convert it with representative images scaled to [0, 1]"
             )
 
+        # Recorded with every decision, so a verdict names the exact model that made it.
+        self.model_sha256 = hashlib.sha256(model_path.read_bytes()).hexdigest()
         self.labels = read_labels(labels_path)
         output_size = int(np.prod(self._output["shape"]))
         if len(self.labels) != output_size:

@@ -6,11 +6,10 @@ import os
 import sys
 
 from . import __version__
-from .classifier import DEFAULT_LABELS, DEFAULT_MODEL
-from .core.policy import DEFAULT_THRESHOLD
+from .config import DEFAULT_CONFIG_PATH
 
 DEFAULT_STATE = os.environ.get("SYNTHSEAL_STATE", "/var/lib/synthseal")
-DEFAULT_OUT = os.environ.get("SYNTHSEAL_OUT", "/var/lib/synthseal/out")
+DEFAULT_SOCKET = os.environ.get("SYNTHSEAL_SOCKET", "/run/synthseal/agent.sock")
 
 
 def _state(args):
@@ -35,65 +34,72 @@ def cmd_install_cert(args):
 
 
 def cmd_info(args):
+    """Reads the state without owning it: works beside a running agent."""
     print(json.dumps(_state(args).info(), indent=2))
 
 
+def cmd_run(args):
+    from .agent import Agent
+    from .config import load_config
+    agent = Agent(load_config(args.config))
+    agent.start()
+    agent.wait()
+
+
+def _client(args, name="synthseal-device-cli"):
+    from .client import AgentClient
+    return AgentClient(args.socket, client=name)
+
+
+def cmd_status(args):
+    with _client(args) as agent:
+        status = agent.status()
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return
+    log = status["log"]
+    print("agent pid %d, up %.0f s, device %s (%s)%s" % (status["pid"], status["uptime_s"], status["serial"],
+                                                        status["state"], ", LAB MODE" if status["lab"] else ""))
+    print("log: records %d..%d, head %s" % (log["first_seq"], log["next_seq"] - 1, log["head_hash"][:16]))
+    print("camera: %s; classifier: %s" % (status["camera"], _classifier_text(status["classifier"])))
+    print("queue: %d of %d; sealed %d, failed %d, busy refusals %d" % (
+        status["queue_depth"], status["queue_capacity"], status["sealed"], status["failed"], status["busy"]))
+    port = status["serial_port"]
+    print("serial: %s %s%s" % (port["port"] or "off", port["state"], (" (%s)" % port["error"]) if port["error"] else ""))
+    if status["last_error"]:
+        print("last error: %s" % status["last_error"])
+
+
+def _classifier_text(provenance):
+    if isinstance(provenance, dict):
+        return "model sha256 %s" % provenance["model_sha256"][:16]
+    return str(provenance)
+
+
 def cmd_capture(args):
-    from .camera import FakeCamera, Picamera2Source
     from .core.policy import DECLARED_SOURCES
-    from .seal import Sealer
-    sources = args.source.split(",")
-    for source in sources:
-        if source not in DECLARED_SOURCES:
-            raise ValueError("unknown source %r; use one of %s" % (source, ", ".join(DECLARED_SOURCES)))
-    sealer = Sealer(_state(args), *_load_classifier(args), threshold=args.threshold)
-    if args.camera == "fake":
-        camera = FakeCamera(args.width, args.height, seed=args.seed, sensor_noise=args.sensor_noise)
-    else:
-        camera = Picamera2Source(args.width, args.height)
-    try:
-        for n in range(args.frames):
-            source = sources[n % len(sources)]
-            result = sealer.seal(camera.capture_array(), source, args.out, camera.channel_order)
-            decision = result["decision"]
-            verdict = ""
-            if "scores" in decision:
-                best = max(decision["scores"], key=decision["scores"].get)
-                verdict = "  classifier: %s %.2f" % (best, decision["scores"][best])
-            print("%s  seq %d  declared %-9s -> rule %-18s Label %s  %s%s" % (
-                result["path"], result["seq"], source, decision["rule"], decision["label"] or "-", decision["dst"],
-                verdict))
-    finally:
-        camera.close()
-
-
-def _load_classifier(args):
-    """(classifier, None), or (None, reason) when a configured model cannot be loaded:
-    the agent still runs, and labels every capture by the fail-closed rule."""
-    if args.model == "none":
-        return None, None
-    from .classifier import Classifier, ClassifierError
-    from .core.policy import CLASS_RULES
-    try:
-        return Classifier(args.model, args.labels, num_threads=args.threads, required_labels=tuple(CLASS_RULES)), None
-    except ClassifierError as err:
-        print("warning: classifier not loaded: %s; captures will be labelled 'possibly AI-generated' (Label 2)"
-              % err, file=sys.stderr)
-        return None, str(err)
-
-
-def cmd_serve(args):
-    from .service import serve
-
-    class Announce:
-        """Says "serving" once the port is open, so a bad port gets a one-line error."""
-        def set(self):
-            print("serving on %s (Ctrl-C to stop)" % args.port, file=sys.stderr)
-
-    try:
-        serve(_state(args), args.port, args.baud, ready=Announce())
-    except KeyboardInterrupt:
-        pass
+    if args.source not in DECLARED_SOURCES:
+        raise ValueError("unknown source %r; use one of %s" % (args.source, ", ".join(DECLARED_SOURCES)))
+    with _client(args) as agent:
+        answer = agent.capture(args.frames, args.source)
+    failed = False
+    for outcome in answer["results"]:
+        if not outcome["ok"]:
+            failed = True
+            print("error: %s" % outcome["error"]["message"], file=sys.stderr)
+            continue
+        r = outcome["result"]
+        verdict = ""
+        if r.get("scores"):
+            best = max(r["scores"], key=r["scores"].get)
+            verdict = "  classifier: %s %.2f" % (best, r["scores"][best])
+        print("%s  seq %d  declared %-9s -> rule %-20s Label %s  %s%s%s" % (
+            r["file"], r["seq"], args.source, r["rule"], r["label"] or "-", r["dst"], verdict,
+            "  [lab]" if r["lab"] else ""))
+    if answer.get("error"):
+        print("error: %s" % answer["error"]["message"], file=sys.stderr)
+        failed = True
+    return 1 if failed else 0
 
 
 def _positive_int(text):
@@ -130,35 +136,31 @@ def build_parser():
     p = sub.add_parser("info", help="print identity, state and log head")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("capture", help="capture frames and seal each one")
-    p.add_argument("--out", default=DEFAULT_OUT, help="output folder for sealed files (default: %(default)s)")
-    p.add_argument("--source", default="capture",
-                   help="declared source: capture, rig or composite; a comma list cycles per frame (default: %(default)s)")
-    p.add_argument("--frames", type=_positive_int, default=1, help="number of frames (default: %(default)s)")
-    p.add_argument("--camera", choices=("fake", "picamera2"), default="picamera2",
-                   help="frame source (default: %(default)s; fake gives deterministic test scenes)")
-    p.add_argument("--width", type=_positive_int, default=4056, help="frame width (default: %(default)s, Pi HQ camera)")
-    p.add_argument("--height", type=_positive_int, default=3040, help="frame height (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="fake camera: scene seed (default: %(default)s)")
-    p.add_argument("--sensor-noise", type=float, default=3.0,
-                   help="fake camera: noise sigma; 0 gives clean renders, as from a capture card (default: %(default)s)")
-    p.add_argument("--model", default=str(DEFAULT_MODEL),
-                   help="int8 TFLite classifier checked on every frame, or 'none' (default: the shipped model)")
-    p.add_argument("--labels", default=str(DEFAULT_LABELS), help="the model's class names, one per line")
-    p.add_argument("--threads", type=_positive_int, default=2, help="classifier threads (default: %(default)s)")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help="score at which an undeclared capture is labelled suspected (default: %(default)s)")
-    p.set_defaults(func=cmd_capture)
+    p = sub.add_parser("run", help="the agent: own the device state and serve captures, rig intake and the serial port")
+    p.add_argument("--config", default=DEFAULT_CONFIG_PATH,
+                   help="agent configuration, TOML (default: %(default)s, or $SYNTHSEAL_CONFIG); "
+                        "every key is documented in device/deploy/agent.example.toml")
+    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("serve", help="answer the host tool on a serial port")
-    p.add_argument("--port", default="/dev/ttyGS0", help="serial device (default: %(default)s, the USB gadget port)")
-    p.add_argument("--baud", type=_positive_int, default=115200, help="baud rate for a UART (default: %(default)s)")
-    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("status", help="ask the running agent for its state, log head, queue and last error")
+    p.add_argument("--socket", default=DEFAULT_SOCKET, help="agent socket (default: %(default)s, or $SYNTHSEAL_SOCKET)")
+    p.add_argument("--json", action="store_true", help="print the full status as JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("capture", help="ask the running agent to capture frames with its camera and seal them")
+    p.add_argument("--socket", default=DEFAULT_SOCKET, help="agent socket (default: %(default)s, or $SYNTHSEAL_SOCKET)")
+    p.add_argument("--source", default="capture",
+                   help="what the camera's frames are: capture, composite or rig (default: %(default)s)")
+    p.add_argument("--frames", type=_positive_int, default=1, help="number of frames, up to 100 (default: %(default)s)")
+    p.set_defaults(func=cmd_capture)
     return parser
 
 
 def main(argv=None):
+    from .agent import AgentError
     from .camera import CameraError
+    from .client import AgentClientError
+    from .config import ConfigError
     from .core.auditlog import AuditLogError
     from .explicit_label import ExplicitLabelError
     from .keystore import KeystoreError
@@ -167,12 +169,14 @@ def main(argv=None):
     from .state import DeviceStateError
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
-    except (CameraError, AuditLogError, ExplicitLabelError, KeystoreError, SealError, ServiceError,
-            DeviceStateError, ValueError, OSError) as err:
+        return args.func(args) or 0
+    except (AgentError, AgentClientError, CameraError, ConfigError, AuditLogError, ExplicitLabelError,
+            KeystoreError, SealError, ServiceError, DeviceStateError, ValueError) as err:
         print("error: %s" % err, file=sys.stderr)
         return 2
-    return 0
+    except OSError as err:
+        print("error: %s%s" % (err.strerror or err, (": %s" % err.filename) if err.filename else ""), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Order matters:
    then the XMP label is inserted;
 3. C2PA signs last, so its hard binding covers the pixels and the XMP label;
 4. the SHA-256 of the final bytes goes into the audit record, appended durably
-   before the file appears under its final name.
+   before the file appears under its final name (write order in Sealer).
 The agent only seals frames it captured itself (see DESIGN.md §1): there is no entry
 point that takes a file from outside.
 """
@@ -47,22 +47,40 @@ def c2pa_settings(thumbnail=False):
 
 
 class Sealer:
-    """Seals frames for one provisioned device. Build once; seal many frames."""
+    """Seals frames for one provisioned device. Build once; seal many frames.
+
+    A seal runs in three steps, so that the agent can overlap them across frames
+    (device/pipeline.py) while seal() runs them back to back:
+      prepare(): classify, decide, draw the visible label, encode the JPEG;
+      sign():    ProduceID, implicit label, C2PA, then the bytes to a temporary file in
+                 the staging folder, fsynced with its folder;
+      commit():  the audit record (the commit point), then the rename into the output
+                 folder and an fsync of that folder.
+    Write order and recovery: a crash before the record leaves a temporary with no
+    record, which the agent discards at start; a crash after it leaves a temporary whose
+    bytes hash to the record, which the agent completes (device/reconcile.py). Either
+    repair is itself logged.
+    """
 
     def __init__(self, state, classifier=None, classifier_error=None,
-                 threshold=policy.DEFAULT_THRESHOLD, label_corner="bottom-left"):
+                 threshold=policy.DEFAULT_THRESHOLD, label_corner="bottom-left", lab=False):
         """classifier: a device.classifier.Classifier, or None to rely on declared
         sources alone. classifier_error: why a configured classifier could not be
-        loaded; every capture is then labelled by the fail-closed rule."""
+        loaded; every capture is then labelled by the fail-closed rule. lab: a test
+        bench (fake camera allowed); every record and manifest then says so."""
         policy.check_threshold(threshold)
         if classifier is not None:
             missing = policy.missing_classes(classifier.labels)
             if missing:
                 raise ValueError("classifier labels %s lack the policy's classes %s" % (classifier.labels, missing))
+        if not state.owned:
+            raise SealError("this process does not own the device state in %s: sealing is the agent's "
+                            "(`synthseal-device run`); ask it through its socket" % state.directory)
         self.state = state
         self.classifier = classifier
         self.classifier_error = classifier_error
         self.threshold = threshold
+        self.lab = bool(lab)
         self.config = state.config()
         self.chain_pem = state.chain_pem()
         self.log = state.log()
@@ -76,6 +94,12 @@ class Sealer:
         # sequence number reused after a failed seal still yields a fresh ID.
         return "%s-%08d-%s" % (self.config["serial"], seq, secrets.token_hex(4))
 
+    def classifier_provenance(self):
+        """What the record says about the classifier: its model's SHA-256, or why none ran."""
+        if self.classifier is not None:
+            return {"model_sha256": self.classifier.model_sha256}
+        return "unavailable" if self.classifier_error else "off"
+
     def classify(self, frame, channel_order="RGB"):
         """Return (scores, error): the classifier's verdict, or why there is none."""
         if self.classifier is None:
@@ -83,33 +107,49 @@ class Sealer:
         try:
             return self.classifier.classify(frame, channel_order), None
         except ClassifierError as err:
-            return None, str(err)
+            return None, _bounded(str(err))
         except Exception as err:  # the interpreter itself failed: fail closed, keep the frame
-            return None, "classifier failed: %s: %s" % (type(err).__name__, err)
+            return None, _bounded("classifier failed: %s: %s" % (type(err).__name__, err))
 
-    def seal(self, frame, declared_source, out_dir, channel_order="RGB"):
-        """Seal one captured HxWx3 uint8 frame; return a dict describing the result.
-        channel_order: "RGB", or "BGR" for picamera2 RGB888 buffers as captured."""
+    def seal(self, frame, declared_source, out_dir, channel_order="RGB", origin=None):
+        """Seal one HxWx3 uint8 frame; return a dict describing the result.
+        channel_order: "RGB", or "BGR" for picamera2 RGB888 buffers as captured.
+        origin: where the frame came from (camera.origin for the agent's own camera);
+        without one the frame counts as handed in, which can only be declared synthetic."""
+        prepared = self.prepare(frame, declared_source, channel_order, origin)
+        signed = self.sign(prepared, self.log.next_seq, out_dir)
+        return self.commit(signed)
+
+    def prepare(self, frame, declared_source, channel_order="RGB", origin=None):
+        """Classify, decide, draw the visible label and encode: everything that needs
+        neither the key nor the log."""
         if channel_order not in ("RGB", "BGR"):
             raise SealError("frame not emitted: channel_order %r is not 'RGB' or 'BGR'" % (channel_order,))
-        out_dir = Path(out_dir)
+        origin = dict(origin) if origin else {"kind": policy.ORIGIN_INTAKE, "client": "api"}
+        try:
+            policy.check_origin(declared_source, origin.get("kind"))
+        except policy.PolicyError as err:
+            raise SealError("frame not emitted: %s" % err)
+        if origin.get("lab") and not self.lab:
+            raise SealError("frame not emitted: it comes from the fake camera, which runs only on a test bench "
+                            "(lab = true in the agent configuration)")
         timings = {}
-        tmp = None
         try:
             t = time.perf_counter()
-            scores, classifier_error = self.classify(frame, channel_order)
+            scores, classifier_error = None, None
+            if declared_source == policy.SOURCE_CAPTURE:  # the only frames the classifier can relabel
+                scores, classifier_error = self.classify(frame, channel_order)
             timings["classify_ms"] = _ms_since(t)
             decision = policy.decide(declared_source, scores, self.threshold, classifier_error)
+            origin.pop("lab", None)
+            decision["origin"] = origin
+            decision["classifier"] = self.classifier_provenance()
+            decision["lab"] = self.lab
             if channel_order == "BGR":
                 frame = frame[:, :, ::-1]
-            seq = self.log.next_seq
-            produce_id = self._produce_id(seq)
 
             t = time.perf_counter()
             image = Image.fromarray(frame)  # a copy: the caller's frame stays as captured
-            timings["jpeg_encode_ms"] = _ms_since(t)
-
-            t = time.perf_counter()
             if decision["explicit"]:
                 draw_explicit_label(image, self.config["label_text"], self.label_corner)
             timings["explicit_label_ms"] = _ms_since(t)
@@ -117,11 +157,22 @@ class Sealer:
             t = time.perf_counter()
             encoded = io.BytesIO()
             image.save(encoded, "JPEG", quality=JPEG_QUALITY)
-            data = encoded.getvalue()
-            timings["jpeg_encode_ms"] += _ms_since(t)
+            timings["jpeg_encode_ms"] = _ms_since(t)
+        except Exception as err:  # fail closed, whatever broke
+            raise SealError("frame not emitted: %s: %s" % (type(err).__name__, err)) from err
+        return {"jpeg": encoded.getvalue(), "decision": decision, "timings": timings}
 
+    def sign(self, prepared, seq, out_dir):
+        """Label and sign a prepared frame as log record `seq`, and write it to a
+        temporary file in the staging folder (fsynced, with the folder)."""
+        out_dir = Path(out_dir)
+        timings = dict(prepared["timings"])
+        decision = prepared["decision"]
+        tmp = None
+        try:
+            produce_id = self._produce_id(seq)
             t = time.perf_counter()
-            label_fields = None
+            label_fields, data = None, prepared["jpeg"]
             if decision["label"] is not None:
                 label_fields, data = self.apply_implicit_label(data, decision["label"], produce_id)
             timings["implicit_label_ms"] = _ms_since(t)
@@ -132,29 +183,44 @@ class Sealer:
 
             t = time.perf_counter()
             digest = hashlib.sha256(data).digest()
-            out_dir.mkdir(parents=True, exist_ok=True)
-            final = out_dir / (produce_id + ".jpg")
-            tmp = out_dir / ("." + produce_id + ".tmp")
+            staging = staging_dir(out_dir)
+            staging.mkdir(parents=True, exist_ok=True)
+            tmp = staging / temporary_name(produce_id)
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            record_seq, _ = self.log.append(int(time.time() * 1000), digest, logrecord.EVENT_SEAL,
-                                            produce_id, decision)
-            if record_seq != seq:
-                raise SealError("audit log advanced during sealing (another writer?)")
-            os.replace(tmp, final)
-            tmp = None
-            timings["hash_log_emit_ms"] = _ms_since(t)
-        except SealError:
-            raise
+            fsync_dir(staging)  # the temporary's name is durable before its record is
+            timings["hash_write_ms"] = _ms_since(t)
         except Exception as err:  # fail closed, whatever broke
-            raise SealError("frame not emitted: %s: %s" % (type(err).__name__, err)) from err
-        finally:
             if tmp is not None and tmp.exists():
                 tmp.unlink()
-        return {"path": str(final), "produce_id": produce_id, "seq": seq, "decision": decision,
-                "sha256": digest.hex(), "label": label_fields, "timings": timings}
+            raise SealError("frame not emitted: %s: %s" % (type(err).__name__, err)) from err
+        return {"decision": decision, "seq": seq, "produce_id": produce_id, "label": label_fields,
+                "sha256": digest, "tmp": tmp, "final": out_dir / final_name(produce_id), "timings": timings}
+
+    def commit(self, signed):
+        """Append the audit record (the commit point), then move the file into place."""
+        timings = signed["timings"]
+        tmp, final = signed["tmp"], signed["final"]
+        t = time.perf_counter()
+        try:
+            record_seq, _ = self.log.append(int(time.time() * 1000), signed["sha256"], logrecord.EVENT_SEAL,
+                                            signed["produce_id"], signed["decision"])
+        except Exception as err:
+            tmp.unlink(missing_ok=True)  # no record: the file must not appear
+            raise SealError("frame not emitted: audit log append failed: %s: %s" % (type(err).__name__, err)) from err
+        if record_seq != signed["seq"]:
+            tmp.unlink(missing_ok=True)
+            raise SealError("audit log advanced during sealing (another writer?)")
+        # From here on the record exists: a failure leaves the temporary for the agent's
+        # start-up repair to complete, never a record without its file.
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+        timings["log_emit_ms"] = _ms_since(t)
+        return {"path": str(final), "produce_id": signed["produce_id"], "seq": signed["seq"],
+                "decision": signed["decision"], "sha256": signed["sha256"].hex(), "label": signed["label"],
+                "timings": timings}
 
     def apply_implicit_label(self, data, label, produce_id):
         producer = self.config["producer"]
@@ -187,6 +253,46 @@ class Sealer:
         out = io.BytesIO()
         builder.sign(self._signer, "image/jpeg", io.BytesIO(data), out)
         return out.getvalue()
+
+
+# Sealed files appear in the output folder under their final name only, by rename from
+# a staging folder inside it (same filesystem), so a reader of the output folder never
+# sees a partial file.
+STAGING_DIR_NAME = ".partial"
+_TMP_SUFFIX = ".jpg.tmp"
+
+
+def staging_dir(out_dir):
+    return Path(out_dir) / STAGING_DIR_NAME
+
+
+def final_name(produce_id):
+    return produce_id + ".jpg"
+
+
+def temporary_name(produce_id):
+    return produce_id + _TMP_SUFFIX
+
+
+def produce_id_of_temporary(name):
+    return name[:-len(_TMP_SUFFIX)] if name.endswith(_TMP_SUFFIX) else None
+
+
+def fsync_dir(path):
+    """Make a create, rename or unlink in this folder durable (the file's own fsync does
+    not cover its name)."""
+    fd = os.open(str(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_MAX_TEXT = 300  # bounded free text in records: every record fits the transport
+
+
+def _bounded(text):
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT - 3] + "..."
 
 
 def _ms_since(t):

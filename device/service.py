@@ -5,12 +5,13 @@ pseudo-terminal in the demo and the tests. Read-only requests in this version; t
 protocol is documented in docs/PROTOCOL.md.
 """
 
+import errno
 import threading
 
 import serial
 
 from .core import framing
-from .core.handlers import DeviceEndpoint, bad_frame_response
+from .core.handlers import DeviceEndpoint, bad_frame_response, internal_error_response
 
 
 class ServiceError(Exception):
@@ -21,6 +22,14 @@ def open_port(port, baudrate):
     try:
         return serial.Serial(port, baudrate, timeout=0.1, exclusive=True)
     except (serial.SerialException, OSError) as err:
+        code = getattr(err, "errno", None)
+        if code == errno.EACCES or "Permission denied" in str(err):
+            raise ServiceError("cannot open serial port %s: permission denied; add the agent's user to the "
+                               "'dialout' group (sudo usermod -aG dialout USER, then log in again) or install "
+                               "device/deploy/99-synthseal.rules" % port)
+        if code == errno.ENOENT or "No such file" in str(err):
+            raise ServiceError("cannot open serial port %s: no such device; is the cable in and the USB gadget "
+                               "(or UART) enabled?" % port)
         raise ServiceError("cannot open serial port %s: %s" % (port, err))
 
 
@@ -40,8 +49,11 @@ def serve(state, port, baudrate=115200, stop=None, ready=None):
                 continue
             for payload, error in reader.feed(data):
                 if payload is not None:
-                    log.refresh()  # take in records a capture process sealed meanwhile
-                    answer = endpoint.handle_request(payload)
+                    log.refresh()  # a read-only view takes in records the owner appended
+                    try:
+                        answer = endpoint.handle_request(payload)
+                    except Exception as err:  # one bad request never ends the service
+                        answer = internal_error_response(err)
                 else:
                     answer = bad_frame_response(error)
                 link.write(framing.encode_frame(answer))

@@ -69,19 +69,22 @@ def cmd_verify(args):
 
 
 def print_verify_table(reports, out=sys.stdout):
-    header = ("file", "Label", "explicit", "C2PA", "log", "result")
+    header = ("file", "Label", "explicit", "C2PA", "log", "origin", "lab", "result")
     rows = []
     for r in reports:
         explicit = {True: "yes", False: "no", None: "?"}[r["explicit_label"]]
+        origin = (r.get("origin") or "-").split(" (")[0].replace("intake from ", "intake:").replace("camera ", "camera:")
+        lab = {True: "LAB", False: "no", None: "?"}[r.get("lab")]
         rows.append((r["file"].rsplit("/", 1)[-1], r["label"] or "-", explicit, r["c2pa_state"] or "none",
-                     "seq %d" % r["log_seq"] if r["log_seq"] else "not found", "OK" if r["ok"] else "FAIL"))
+                     "seq %d" % r["log_seq"] if r["log_seq"] else "not found", origin.replace(" ", "_"), lab,
+                     "OK" if r["ok"] else "FAIL"))
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
     for r in reports:
         for check in r["checks"]:
-            if check["status"] == "fail":
-                print("FAIL %s: %s: %s" % (r["file"], check["check"], check["detail"]), file=out)
+            if check["status"] in ("fail", "warn"):
+                print("%s %s: %s: %s" % (check["status"].upper(), r["file"], check["check"], check["detail"]), file=out)
 
 
 def cmd_ca_init(args):

@@ -1,12 +1,16 @@
 """`make demo`: the whole job on a simulated device, step by step.
 
-The device agent runs as its own processes (`synthseal-device capture`, `serve`) on a
-virtual serial link made of real pseudo-terminals; the host side is this process.
+The device agent runs as its own process (`synthseal-device run`) with a fake camera in
+lab mode; a rig client (this process, through the agent's socket) hands it rendered
+frames; the host tool pulls the log over a virtual serial link made of real
+pseudo-terminals, which the agent serves.
 """
 
+import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +20,8 @@ from .cli import print_verify_table
 from .logdb import pull
 from .simlink import VirtualSerialLink
 from .verify import verify_file
+from ..device.camera import FakeCamera
+from ..device.client import AgentClient
 
 DEMO_MARKER = ".synthseal-demo"
 SERIAL = "DEMO-0001"
@@ -29,6 +35,43 @@ def _step(n, text):
 def _device(state, *args):
     cmd = [sys.executable, "-m", "synthseal.device.cli", "--state", str(state)] + [str(a) for a in args]
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def _write_config(path, state, files, socket_path, port, sensor_noise, seed):
+    path.write_text(
+        "# written by `synthseal-host demo`: a lab bench, so the fake camera may run\n"
+        "[agent]\nstate_dir = %s\noutput_dir = %s\nsocket = %s\nlab = true\n"
+        "[camera]\nsource = \"fake\"\nwidth = 1280\nheight = 960\nfake_sensor_noise = %s\nfake_seed = %d\n"
+        "[serial]\nport = %s\n"
+        % (json.dumps(str(state)), json.dumps(str(files)), json.dumps(str(socket_path)), float(sensor_noise), seed,
+           json.dumps(port)))
+
+
+class _AgentProcess:
+    def __init__(self, config, log_path):
+        offset = Path(log_path).stat().st_size if Path(log_path).exists() else 0
+        self._log = open(log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "synthseal.device.cli", "run", "--config", str(config)],
+                                        stdout=self._log, stderr=self._log)
+        self._log_path = log_path
+        deadline = time.monotonic() + 60
+        while b"agent ready" not in Path(log_path).read_bytes()[offset:]:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the agent did not start: %s" % Path(log_path).read_text(errors="replace"))
+            time.sleep(0.05)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(30)
+        self._log.close()
+
+
+def _print_results(results, indent="    "):
+    for r in results:
+        print("%s%s  seq %d  %-20s Label %s  %s  (%s%s)" % (
+            indent, Path(r["file"]).name, r["seq"], r["rule"], r["label"] or "-", r["dst"],
+            r["origin"]["kind"] + ":" + r["origin"].get("client", r["origin"].get("camera", "?")),
+            ", lab" if r["lab"] else ""))
 
 
 def run_demo(out, frames=6):
@@ -55,32 +98,53 @@ def run_demo(out, frames=6):
     _device(state, "install-cert", chain)
     print("    key: %s (mode 0600, never leaves the device)" % (state / "keys" / "content-key.pem"))
 
-    _step(3, "Device: fake camera, %d frames declared rig render / real capture / composite in turn, "
-             "then 2 clean renders fed in undeclared (declared as real captures)" % frames)
-    _step(4, "Device: each frame classified (int8 TFLite), labelled, sealed (C2PA) and logged")
-    for source, count, noise, seed in (("rig,capture,composite", frames, 3, 0), ("capture", 2, 0, 1)):
-        print(_device(state, "capture", "--camera", "fake", "--width", 1280, "--height", 960, "--frames", count,
-                      "--source", source, "--sensor-noise", noise, "--seed", seed, "--out", files)
-              .rstrip().replace(str(out) + "/", "    "))
+    socket_dir = Path(tempfile.mkdtemp(prefix="synthseal-demo-"))  # short: Unix socket paths are limited
+    config, agent_log = out / "agent.toml", out / "agent.log"
+    rig_frames = FakeCamera(1280, 960, seed=0, sensor_noise=0)  # the rig's renders: clean, as from a GPU
+    try:
+        with VirtualSerialLink() as link:
+            _step(3, "Device: the agent starts as its own process (lab mode: fake camera), owns the state, "
+                     "serves its socket and the serial port")
+            _write_config(config, state, files, socket_dir / "agent.sock", link.device_port, 3, 0)
+            agent = _AgentProcess(config, agent_log)
+            try:
+                print("    config %s; agent log %s" % (config, agent_log))
+                _step(4, "Device: %d frames in turn: rig render and composite from a rig client over the socket, "
+                         "real captures from the agent's own camera; each classified, labelled, sealed, logged"
+                         % frames)
+                with AgentClient(socket_dir / "agent.sock", client="demo-rig") as rig:
+                    for n in range(frames):
+                        source = ("rig", "capture", "composite")[n % 3]
+                        if source == "capture":
+                            _print_results([o["result"] for o in rig.capture(1, "capture")["results"]])
+                        else:
+                            frame = rig_frames.capture_array()
+                            _print_results([rig.submit_frame(frame, source=source)])
+            finally:
+                agent.stop()
 
-    _step(5, "Host: pull the audit log over the virtual serial link into SQLite")
-    with VirtualSerialLink() as link:
-        service = subprocess.Popen([sys.executable, "-m", "synthseal.device.cli", "--state", str(state), "serve",
-                                    "--port", link.device_port], stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(0.5)  # the service opens its port
-            client = DeviceClient(SerialTransport(link.host_port), timeout=5.0)
-            info = client.info()
-            print("    device %s, firmware %s, %s, log head seq %d" % (info["serial"], info["firmware"], info["state"],
-                                                                       info["log"]["next_seq"] - 1))
-            summary = pull(client, db)
-            client.transport.close()
-            print("    %d records pulled, hash chain verified, stored in %s" % (summary["pulled"], db))
-        finally:
-            service.terminate()
-            service.wait()
+            _step(5, "Device: the camera now films a monitor showing a render (2 clean frames, declared as real "
+                     "captures); the agent restarts and its classifier catches them")
+            _write_config(config, state, files, socket_dir / "agent.sock", link.device_port, 0, 1)
+            agent = _AgentProcess(config, agent_log)
+            try:
+                with AgentClient(socket_dir / "agent.sock", client="demo-cli") as client:
+                    _print_results([o["result"] for o in client.capture(2, "capture")["results"]])
 
-    _step(6, "Host: verify every output file")
+                _step(6, "Host: pull the audit log over the virtual serial link into SQLite")
+                host = DeviceClient(SerialTransport(link.host_port), timeout=5.0)
+                info = host.info()
+                print("    device %s, firmware %s, %s, log head seq %d" % (
+                    info["serial"], info["firmware"], info["state"], info["log"]["next_seq"] - 1))
+                summary = pull(host, db)
+                host.transport.close()
+                print("    %d records pulled, hash chain verified, stored in %s" % (summary["pulled"], db))
+            finally:
+                agent.stop()
+    finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+    _step(7, "Host: verify every output file")
     reports = [verify_file(path, root.read_text(), db) for path in sorted(files.glob("*.jpg"))]
     print_verify_table(reports)
     ok = all(r["ok"] for r in reports)

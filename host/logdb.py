@@ -206,8 +206,8 @@ def _check_head(db, serial, rows):
 
 def find_record(db, content_sha256_hex):
     """Return the stored record for a file's SHA-256, or None."""
-    row = db.execute("SELECT device_serial, seq, produce_id, decision, time_ms FROM records WHERE content_sha256=?",
-                     (content_sha256_hex,)).fetchone()
+    row = db.execute("SELECT device_serial, seq, produce_id, decision, time_ms FROM records "
+                     "WHERE content_sha256=? AND event=?", (content_sha256_hex, logrecord.EVENT_SEAL)).fetchone()
     if row is None:
         return None
     return {"device_serial": row[0], "seq": row[1], "produce_id": row[2], "decision": json.loads(row[3]),

@@ -3,9 +3,11 @@ ReservedCode1, and the audit log. One report per file, every check in it, rather
 than an exception at the first problem.
 
 A report is a dict:
-    file, ok, label, explicit_label, c2pa_state, log_seq,
-    checks: [{"check": name, "status": "pass" | "fail" | "skip", "detail": text}]
-`ok` is true when no check failed and the C2PA state is Trusted.
+    file, ok, label, explicit_label, c2pa_state, log_seq, origin, classifier, lab,
+    checks: [{"check": name, "status": "pass" | "fail" | "warn" | "skip", "detail": text}]
+`ok` is true when no check failed and the C2PA state is Trusted. "warn" marks what holds
+cryptographically but a person must weigh: a capture sealed on a lab bench or with the
+classifier off.
 """
 
 import hashlib
@@ -33,7 +35,8 @@ _XMP_NAME = "{%s}%s" % (aigc.XMP_NAMESPACE, aigc.XMP_PROPERTY)
 class _Report:
     def __init__(self, path):
         self.data = {"file": str(path), "ok": False, "label": None, "explicit_label": None,
-                     "c2pa_state": None, "log_seq": None, "checks": []}
+                     "c2pa_state": None, "log_seq": None, "origin": None, "classifier": None, "lab": None,
+                     "checks": []}
 
     def add(self, check, status, detail):
         self.data["checks"].append({"check": check, "status": status, "detail": detail})
@@ -86,6 +89,7 @@ def verify_file(path, trust_anchors_pem, db_path=None):
     manifest = _check_c2pa(report, data, trust_anchors_pem)
     seal = (manifest or {}).get("assertions", {}).get(C2PA_ASSERTION_LABEL)
     decision = _check_decision(report, manifest, seal)
+    _check_provenance(report, decision)
     fields = _check_implicit_label(report, data, seal, decision)
     db = logdb.open_readonly(db_path) if db_path else None
     try:
@@ -154,6 +158,53 @@ def _check_decision(report, manifest, seal):
                       decision["dst"]))
     report.data["explicit_label"] = decision.get("explicit")
     return decision
+
+
+def describe_origin(origin):
+    """One short phrase for where a frame came from, as recorded by the agent."""
+    if not isinstance(origin, dict):
+        return "not recorded"
+    if origin.get("kind") == policy.ORIGIN_CAMERA:
+        sensor = origin.get("sensor")
+        return "camera %s%s" % (origin.get("camera", "?"), " (%s)" % sensor if sensor else "")
+    if origin.get("kind") == policy.ORIGIN_INTAKE:
+        return "intake from %s (uid %s)" % (origin.get("client", "?"), origin.get("uid", "?"))
+    return "unknown origin %r" % origin.get("kind")
+
+
+def describe_classifier(provenance):
+    if isinstance(provenance, dict) and isinstance(provenance.get("model_sha256"), str):
+        return "model sha256 %s" % provenance["model_sha256"][:16]
+    return {"off": "classifier off", "unavailable": "classifier failed to load"}.get(provenance, "not recorded")
+
+
+def _check_provenance(report, decision):
+    """Where the frame came from and what judged it. A capture must come from the
+    device's own camera; one made on a lab bench or without the classifier is flagged."""
+    if decision is None:
+        return
+    origin, classifier, lab = decision.get("origin"), decision.get("classifier"), decision.get("lab")
+    report.data.update(origin=describe_origin(origin), classifier=describe_classifier(classifier), lab=lab)
+    if origin is None:
+        report.add("provenance", "warn", "the seal does not record the frame's origin, classifier or lab flag "
+                   "(sealed by an older firmware)")
+        return
+    kind = origin.get("kind") if isinstance(origin, dict) else None
+    try:
+        policy.check_origin(decision.get("source"), kind)
+    except policy.PolicyError as err:
+        report.add("provenance", "fail", "%s: %s" % (describe_origin(origin), err))
+        return
+    summary = "%s, %s%s" % (describe_origin(origin), describe_classifier(classifier), ", LAB bench" if lab else "")
+    if decision.get("source") == policy.SOURCE_CAPTURE and (lab or not isinstance(classifier, dict)):
+        why = []
+        if lab:
+            why.append("sealed on a lab bench (fake camera allowed)")
+        if not isinstance(classifier, dict):
+            why.append("the classifier did not run (%s)" % describe_classifier(classifier))
+        report.add("provenance", "warn", "real capture, but %s: %s" % (" and ".join(why), summary))
+    else:
+        report.add("provenance", "pass", summary)
 
 
 def _rederive_rule(decision):

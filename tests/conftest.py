@@ -2,7 +2,13 @@
 service on a virtual serial link. Everything is real: keys, certificates, c2pa,
 SQLite, pseudo-terminals."""
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +23,8 @@ from synthseal.host.simlink import VirtualSerialLink
 
 SERIAL = "TEST-0001"
 PRODUCER = "synthseal-test"
+# What the fake camera says of its frames: a lab bench, never evidence.
+LAB_CAMERA = FakeCamera(64, 64).origin
 
 
 @pytest.fixture(scope="session")
@@ -26,11 +34,13 @@ def vendor_ca(tmp_path_factory):
     return directory, root.read_text()
 
 
-def make_device(directory, vendor_ca, serial=SERIAL):
+def make_device(directory, vendor_ca, serial=SERIAL, own=True):
+    """A provisioned device. own=True: this (test) process owns its state, as the agent
+    would; own=False: left for an agent process to take."""
     state = DeviceState(directory)
     csr = state.init(serial, PRODUCER)
     state.install_chain(ca.issue_content_certificate(vendor_ca[0], csr, serial))
-    return state
+    return state.own() if own else state
 
 
 @pytest.fixture
@@ -43,12 +53,12 @@ def sealed(tmp_path_factory, vendor_ca):
     """One provisioned device and one sealed file per declared source (1280x960)."""
     base = tmp_path_factory.mktemp("sealed")
     state = make_device(base / "device", vendor_ca)
-    sealer = Sealer(state)
+    sealer = Sealer(state, lab=True)
     camera = FakeCamera(1280, 960, seed=7)
     results = {}
     for source in ("rig", "capture", "composite"):
         frame = camera.capture_array()
-        result = sealer.seal(frame, source, base / "out")
+        result = sealer.seal(frame, source, base / "out", origin=camera.origin)
         result["frame"] = frame
         results[source] = result
     return {"state": state, "results": results, "out": base / "out", "base": base}
@@ -92,3 +102,95 @@ def service_for():
     yield start
     for service in running:
         service.close()
+
+
+class RunningAgent:
+    """`synthseal-device run` as its own process, as systemd would start it, with a
+    configuration written for the test. The socket lives in a short folder of its own
+    (a Unix socket path is limited to 107 bytes)."""
+
+    def __init__(self, state_dir, out_dir, **sections):
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="ss-"))
+        self.socket = self.socket_dir / "agent.sock"
+        self.state_dir, self.out_dir = Path(state_dir), Path(out_dir)
+        agent = {"state_dir": str(state_dir), "output_dir": str(out_dir), "socket": str(self.socket), "lab": True}
+        agent.update(sections.pop("agent", {}))
+        config = {"agent": agent, "camera": {"source": "fake", "width": 320, "height": 240},
+                  "classifier": {"model": "none"}, "serial": {"port": ""}}
+        for section, values in sections.items():
+            config.setdefault(section, {}).update(values)
+        self.config_path = self.socket_dir / "agent.toml"
+        self.config_path.write_text(_toml(config))
+        self.stderr_path = self.socket_dir / "agent.stderr"
+        self.process = None
+
+    def start(self, wait=True, timeout=60):
+        self.stderr_file = open(self.stderr_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "synthseal.device.cli", "run",
+                                         "--config", str(self.config_path)],
+                                        stdout=subprocess.DEVNULL, stderr=self.stderr_file)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError("agent exited %s: %s" % (self.process.returncode, self.stderr()))
+            if b"agent ready" in self.stderr_path.read_bytes():
+                return
+            time.sleep(0.05)
+        raise AssertionError("agent not ready in %s s: %s" % (timeout, self.stderr()))
+
+    def stderr(self):
+        return self.stderr_path.read_text(errors="replace")
+
+    def client(self, name="test-client", timeout=120):
+        from synthseal.device.client import AgentClient
+        return AgentClient(self.socket, client=name, timeout=timeout)
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait()
+        self.stderr_file.close()
+
+    def stop(self, timeout=30):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.process is not None:
+            self.stderr_file.close()
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+
+def _toml(config):
+    import json
+    lines = []
+    for section, values in config.items():
+        lines.append("[%s]" % section)
+        for key, value in values.items():
+            lines.append("%s = %s" % (key, ("true" if value else "false") if isinstance(value, bool)
+                                      else json.dumps(value)))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def agent_for():
+    """agent_for(state_dir, out_dir, **config sections) -> a started RunningAgent."""
+    running = []
+
+    def start(state_dir, out_dir, start=True, **sections):
+        agent = RunningAgent(state_dir, out_dir, **sections)
+        running.append(agent)
+        return agent.start() if start else agent
+
+    yield start
+    for agent in running:
+        agent.close()

@@ -101,3 +101,9 @@ def test_read_stops_where_the_caller_says_the_batch_is_full(tmp_path):
     size = len(log.read(1, 1)[0])
     assert len(log.read(1, 100, fits=lambda lengths: sum(lengths) <= size * 3)) == 3
     assert log.read(1, 100, fits=lambda lengths: False) == []
+
+
+def test_a_record_too_large_for_the_transport_is_refused_when_built():
+    with pytest.raises(logrecord.RecordError, match="exceeds"):
+        logrecord.encode_record(1, 0, b"\0" * 32, b"\0" * 32, logrecord.EVENT_SEAL, "P",
+                                {"classifier_error": "x" * logrecord.MAX_RECORD_LEN})

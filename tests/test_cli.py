@@ -26,7 +26,7 @@ def test_help_explains_every_command(tool):
     # argparse lists each subcommand at a 4-space indent, its description beside or below.
     listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ") and line[4] != " "}
     assert listed >= {"host": {"ports", "info", "pull", "verify", "log-check", "ca", "demo"},
-                      "device": {"init", "install-cert", "capture", "serve", "info"}}[tool], result.stdout
+                      "device": {"init", "install-cert", "run", "status", "capture", "info"}}[tool], result.stdout
 
 
 def _one_line_error(result):
@@ -209,11 +209,6 @@ def test_a_link_that_corrupts_every_frame_is_one_line_and_stores_nothing(sealed,
     assert not db.exists()
 
 
-def test_serve_on_a_missing_port_is_one_line(device, tmp_path):
-    result = run("device", "--state", device.directory, "serve", "--port", tmp_path / "ttyGS9")
-    assert result.returncode == 2 and _one_line_error(result), result.stderr
-
-
 def test_device_init_refuses_a_serial_with_spaces_and_leaves_nothing(tmp_path):
     state = tmp_path / "state"
     result = run("device", "--state", state, "init", "--serial", "SN 1", "--producer", "Vendor")
@@ -231,13 +226,21 @@ def test_device_init_twice_keeps_the_first_key(tmp_path):
     assert oct((state / "keys" / "content-key.pem").stat().st_mode & 0o777) == "0o600"
 
 
-def test_capture_before_provisioning_is_refused(tmp_path):
+def test_capture_before_provisioning_is_refused(tmp_path, agent_for):
     state = tmp_path / "state"
     run("device", "--state", state, "init", "--serial", "SN1", "--producer", "Vendor")
-    result = run("device", "--state", state, "capture", "--camera", "fake", "--out", tmp_path / "out")
-    assert result.returncode == 2 and _one_line_error(result)
-    assert "provision" in result.stderr
-    assert not (tmp_path / "out").exists()
+    agent = agent_for(state, tmp_path / "out")
+    assert "not provisioned" in agent.stderr()
+    result = run("device", "capture", "--socket", agent.socket)
+    assert result.returncode == 2 and _one_line_error(result), result.stderr
+    assert "certificate" in result.stderr
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_capture_without_a_running_agent_is_one_line(tmp_path):
+    result = run("device", "capture", "--socket", tmp_path / "agent.sock")
+    assert result.returncode == 2 and _one_line_error(result), result.stderr
+    assert "synthseal-device run" in result.stderr
 
 
 def test_a_certificate_for_another_key_is_refused(vendor_ca, tmp_path):
@@ -258,9 +261,13 @@ def test_demo_runs_end_to_end_and_prints_the_table(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All files verified." in result.stdout
     table = [line.split() for line in result.stdout.splitlines() if line.startswith("DEMO-0001-")]
-    # 3 declared frames (rig, capture, composite), then 2 clean renders declared as captures.
+    # 3 frames (rig render and composite from the rig client, a capture from the agent's
+    # camera), then 2 clean renders the camera films, declared as captures.
     assert len(table) == 5 and all(row[-1] == "OK" for row in table)
     assert [row[1] for row in table] == ["1", "-", "1", "3", "3"]
+    assert [row[-3] for row in table] == ["intake:demo-rig", "camera:fake", "intake:demo-rig",
+                                         "camera:fake", "camera:fake"]
+    assert all(row[-2] == "LAB" for row in table)
 
 
 def test_demo_will_not_delete_a_folder_it_did_not_make(tmp_path):

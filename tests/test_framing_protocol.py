@@ -123,12 +123,17 @@ def test_a_log_of_ordinary_captures_is_pulled_in_frames_that_fit(tmp_path):
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(min_value=90, max_value=6000), min_size=1, max_size=60))
 def test_every_log_batch_answer_fits_one_frame_whatever_the_record_sizes(tmp_path_factory, sizes):
+    # sizes up to 6000 bytes: records are bounded at logrecord.MAX_RECORD_LEN when built
     log = _log_with_records(tmp_path_factory.mktemp("log"), sizes)
     assert _pull_through_endpoint(log) == log.read(1, 1000)
 
 
-def test_a_record_larger_than_a_frame_gets_an_error_not_a_dead_service(tmp_path):
+def test_a_record_larger_than_a_frame_gets_an_error_not_a_dead_service(tmp_path, monkeypatch):
+    """New records are bounded when built; a log written before that bound may still
+    hold one, and it must not stop the service."""
+    from synthseal.device.core import logrecord
     from synthseal.device.core.handlers import DeviceEndpoint
+    monkeypatch.setattr(logrecord, "MAX_RECORD_LEN", 1 << 20)
     log = _log_with_records(tmp_path, [framing.MAX_PAYLOAD + 100])
     answer = DeviceEndpoint(lambda: {}, log).handle_request(
         p.encode_message(p.TYPE_LOG_READ, 9, p.encode_log_read(1, 10)))

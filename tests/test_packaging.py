@@ -96,7 +96,7 @@ def sealed_file(tmp_path_factory, vendor_ca):
     from synthseal.device.seal import Sealer
     base = tmp_path_factory.mktemp("packaging-sealed")
     state = make_device(base / "device", vendor_ca)
-    result = Sealer(state).seal(FakeCamera(320, 240, seed=3).capture_array(), "rig", base / "out")
+    result = Sealer(state, lab=True).seal(FakeCamera(320, 240, seed=3).capture_array(), "rig", base / "out")
     anchor = base / "root.pem"
     anchor.write_text(vendor_ca[1])
     return Path(result["path"]), anchor

@@ -121,22 +121,22 @@ def test_changing_one_pixel_byte_fails_verification_with_reasons(sealed, vendor_
 
 
 def test_sealing_fails_closed_when_the_log_cannot_be_written(device, tmp_path):
-    sealer = Sealer(device)
+    sealer = Sealer(device, lab=True)
     device.log_path.unlink()
     device.log_path.mkdir()  # appends now fail, whoever runs the test
     out = tmp_path / "out"
     with pytest.raises(SealError, match="not emitted"):
         sealer.seal(FakeCamera(320, 240).capture_array(), "rig", out)
-    assert list(out.glob("*")) == []
+    assert list(out.glob("*.jpg")) == [] and list((out / ".partial").glob("*")) == []
 
 
 def test_sealing_fails_closed_when_signing_fails(device, tmp_path):
-    sealer = Sealer(device)
+    sealer = Sealer(device, lab=True)
     device.keystore._key = None
     device.keystore.key_path.rename(device.keystore.key_path.with_suffix(".gone"))
     out = tmp_path / "out"
     with pytest.raises(SealError, match="not emitted"):
         sealer.seal(FakeCamera(320, 240).capture_array(), "rig", out)
-    assert not out.exists() or list(out.glob("*")) == []
+    assert not out.exists() or list(out.rglob("*.jpg*")) == []
     assert device.log().next_seq == 1
 

@@ -18,7 +18,7 @@ from synthseal.device.core import logrecord, policy
 from synthseal.device.seal import C2PA_ASSERTION_LABEL, Sealer
 from synthseal.host.verify import c2pa_reader_context, verify_file
 
-from conftest import make_device
+from conftest import LAB_CAMERA, make_device
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def classifier():
 def device_with_classifier(tmp_path_factory, vendor_ca, classifier):
     base = tmp_path_factory.mktemp("classified")
     state = make_device(base / "device", vendor_ca)
-    return state, Sealer(state, classifier), base / "out"
+    return state, Sealer(state, classifier, lab=True), base / "out"
 
 
 def _manifest_seal(path, vendor_ca):
@@ -56,7 +56,7 @@ def _exiftool_label(path):
 
 def test_scores_are_recorded_in_the_log_and_the_c2pa_assertion(device_with_classifier, vendor_ca):
     state, sealer, out = device_with_classifier
-    result = sealer.seal(FakeCamera(1280, 960, seed=3).capture_array(), "capture", out)
+    result = sealer.seal(FakeCamera(1280, 960, seed=3).capture_array(), "capture", out, origin=LAB_CAMERA)
     scores = result["decision"]["scores"]
     assert list(scores) == ["real", "synthetic", "screen"]
     assert result["decision"]["threshold"] == policy.DEFAULT_THRESHOLD
@@ -70,7 +70,7 @@ def test_clean_render_declared_as_a_capture_is_labelled_suspected(device_with_cl
     """A noise-free render fed in as a 'real capture' (a capture card, an undeclared generator)."""
     state, sealer, out = device_with_classifier
     frame = FakeCamera(1280, 960, seed=1, sensor_noise=0).capture_array()
-    result = sealer.seal(frame, "capture", out)
+    result = sealer.seal(frame, "capture", out, origin=LAB_CAMERA)
     decision = result["decision"]
     assert decision["scores"]["synthetic"] >= policy.DEFAULT_THRESHOLD
     assert decision["rule"] == "capture-synthetic" and decision["label"] == "3"
@@ -91,7 +91,8 @@ def test_a_declared_render_keeps_label_1_whatever_the_model_says(device_with_cla
     noisy = FakeCamera(1280, 960, seed=3).capture_array()  # looks like a camera capture
     result = sealer.seal(noisy, "rig", out)
     assert result["decision"]["rule"] == "rig" and result["decision"]["label"] == "1"
-    assert "scores" in result["decision"]
+    # Only a declared capture can be relabelled by the model, so nothing else is classified.
+    assert "scores" not in result["decision"]
 
 
 def test_the_threshold_decides_between_capture_and_suspected(device, classifier, tmp_path):
@@ -100,8 +101,8 @@ def test_the_threshold_decides_between_capture_and_suspected(device, classifier,
                   for noise in (1.0, 1.5, 2.0, 0.5) for seed in range(4))
     frame, synthetic = next((f, s) for f in candidates
                             for s in [round(classifier.classify(f)["synthetic"], 4)] if 0.05 < s < 0.99)
-    above = Sealer(device, classifier, threshold=min(1.0, synthetic + 0.0001)).seal(frame, "capture", tmp_path)
-    at = Sealer(device, classifier, threshold=synthetic).seal(frame, "capture", tmp_path)
+    above = Sealer(device, classifier, threshold=min(1.0, synthetic + 0.0001), lab=True).seal(frame, "capture", tmp_path, origin=LAB_CAMERA)
+    at = Sealer(device, classifier, threshold=synthetic, lab=True).seal(frame, "capture", tmp_path, origin=LAB_CAMERA)
     assert above["decision"]["rule"] == "capture" and above["decision"]["label"] is None
     assert at["decision"]["rule"] == "capture-synthetic"
 
@@ -109,23 +110,24 @@ def test_the_threshold_decides_between_capture_and_suspected(device, classifier,
 @pytest.mark.parametrize("threshold", [0.0, -0.5, 1.5, float("nan")])
 def test_a_threshold_outside_0_1_is_refused(device, threshold):
     with pytest.raises(ValueError, match="threshold"):
-        Sealer(device, threshold=threshold)
+        Sealer(device, threshold=threshold, lab=True)
 
 
 def test_a_bgr_frame_is_classified_and_sealed_as_its_rgb_twin(device, classifier, tmp_path):
     """picamera2's RGB888 buffers are B, G, R in memory."""
     rgb = FakeCamera(640, 480, seed=5).capture_array()
-    sealer = Sealer(device, classifier)
-    from_rgb = sealer.seal(rgb, "rig", tmp_path)
-    from_bgr = sealer.seal(np.ascontiguousarray(rgb[..., ::-1]), "rig", tmp_path, channel_order="BGR")
+    sealer = Sealer(device, classifier, lab=True)
+    from_rgb = sealer.seal(rgb, "capture", tmp_path, origin=LAB_CAMERA)
+    from_bgr = sealer.seal(np.ascontiguousarray(rgb[..., ::-1]), "capture", tmp_path, channel_order="BGR",
+                           origin=LAB_CAMERA)
     assert from_bgr["decision"]["scores"] == from_rgb["decision"]["scores"]
     decoded = [np.asarray(Image.open(r["path"]).convert("RGB")) for r in (from_rgb, from_bgr)]
     assert np.array_equal(decoded[0], decoded[1])
 
 
 def test_a_classifier_error_fails_closed_to_possibly(device, vendor_ca, tmp_path):
-    sealer = Sealer(device, classifier_error="model file x.tflite is truncated")
-    result = sealer.seal(FakeCamera(640, 480).capture_array(), "capture", tmp_path)
+    sealer = Sealer(device, classifier_error="model file x.tflite is truncated", lab=True)
+    result = sealer.seal(FakeCamera(640, 480).capture_array(), "capture", tmp_path, origin=LAB_CAMERA)
     assert result["decision"]["rule"] == "capture-unclassified" and result["decision"]["label"] == "2"
     assert result["decision"]["classifier_error"] == "model file x.tflite is truncated"
     assert _exiftool_label(result["path"]) == "2"
@@ -146,11 +148,11 @@ def test_verify_fails_a_rule_that_does_not_follow_from_the_recorded_inputs(
         device, vendor_ca, tmp_path, monkeypatch, recorded, message):
     """A device (or anyone holding its key) that records a confident synthetic verdict but
     labels the frame a plain capture is caught by re-deriving the rule from the record."""
-    sealer = Sealer(device)
+    sealer = Sealer(device, lab=True)
     forged = {**policy.decide("capture"), **recorded}
     with monkeypatch.context() as patched:
         patched.setattr(policy, "decide", lambda *args, **kwargs: forged)
-        result = sealer.seal(FakeCamera(640, 480).capture_array(), "capture", tmp_path)
+        result = sealer.seal(FakeCamera(640, 480).capture_array(), "capture", tmp_path, origin=LAB_CAMERA)
     report = verify_file(result["path"], vendor_ca[1])
     failed = {c["check"]: c["detail"] for c in report["checks"] if c["status"] == "fail"}
     assert not report["ok"] and message in failed["policy"]
@@ -170,8 +172,8 @@ class _BrokenInterpreterClassifier(Classifier):
 
 
 def test_an_interpreter_failure_on_a_frame_fails_closed_and_keeps_the_frame(device, tmp_path):
-    sealer = Sealer(device, _BrokenInterpreterClassifier())
-    result = sealer.seal(FakeCamera(640, 480).capture_array(), "capture", tmp_path)
+    sealer = Sealer(device, _BrokenInterpreterClassifier(), lab=True)
+    result = sealer.seal(FakeCamera(640, 480).capture_array(), "capture", tmp_path, origin=LAB_CAMERA)
     assert result["decision"]["rule"] == "capture-unclassified" and result["decision"]["label"] == "2"
     assert "RuntimeError: Node number 3" in result["decision"]["classifier_error"]
     assert Path(result["path"]).exists()
@@ -181,61 +183,55 @@ def test_a_classifier_without_the_policys_classes_is_refused(device, tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("Real\nSynthetic\nScreen\n", encoding="utf-8")
     with pytest.raises(ValueError, match="lack the policy's classes"):
-        Sealer(device, Classifier(labels_path=labels))
+        Sealer(device, Classifier(labels_path=labels), lab=True)
 
 
 # ---------------------------------------------------------------- the device CLI
 
 
-def _device_cli(*args):
-    return subprocess.run([sys.executable, "-m", "synthseal.device.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO)
-
-
 @pytest.fixture
 def provisioned_state(tmp_path, vendor_ca):
-    return make_device(tmp_path / "state", vendor_ca).directory
+    return make_device(tmp_path / "state", vendor_ca, own=False).directory
 
 
-def test_cli_with_a_truncated_model_warns_and_labels_possibly(provisioned_state, tmp_path):
+def _captures(agent, frames=1):
+    with agent.client() as client:
+        return [o["result"] for o in client.capture(frames, "capture")["results"]]
+
+
+def test_agent_with_a_truncated_model_warns_and_labels_possibly(provisioned_state, tmp_path, agent_for):
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes(Path(DEFAULT_MODEL).read_bytes()[:5000])
-    result = _device_cli("--state", provisioned_state, "capture", "--camera", "fake", "--width", 640, "--height", 480,
-                         "--source", "capture", "--model", truncated, "--out", tmp_path / "out")
-    assert result.returncode == 0, result.stderr
-    warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    agent = agent_for(provisioned_state, tmp_path / "out", classifier={"model": str(truncated)})
+    warning = [line for line in agent.stderr().splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and "truncated or corrupt" in warning[0] and "Label 2" in warning[0]
-    assert "capture-unclassified" in result.stdout and "Label 2" in result.stdout
+    (result,) = _captures(agent)
+    assert result["rule"] == "capture-unclassified" and result["label"] == "2"
+    assert result["classifier"] == "unavailable"
 
 
-def test_cli_with_renamed_classes_warns_and_labels_possibly(provisioned_state, tmp_path):
+def test_agent_with_renamed_classes_warns_and_labels_possibly(provisioned_state, tmp_path, agent_for):
     """Classes named other than the policy's would read as 'never synthetic': refused at start."""
     labels = tmp_path / "labels.txt"
     labels.write_text("Real\nSynthetic\nScreen\n", encoding="utf-8")
-    result = _device_cli("--state", provisioned_state, "capture", "--camera", "fake", "--width", 640, "--height", 480,
-                         "--source", "capture", "--sensor-noise", 0, "--labels", labels, "--out", tmp_path / "out")
-    assert result.returncode == 0, result.stderr
-    assert "lacks the classes ['synthetic', 'screen']" in result.stderr
-    assert "capture-unclassified" in result.stdout and "Label 2" in result.stdout
+    agent = agent_for(provisioned_state, tmp_path / "out",
+                      classifier={"model": "shipped", "labels": str(labels)}, camera={"fake_sensor_noise": 0})
+    assert "lacks the classes ['synthetic', 'screen']" in agent.stderr()
+    (result,) = _captures(agent)
+    assert result["rule"] == "capture-unclassified" and result["label"] == "2"
 
 
-@pytest.mark.parametrize("option", ["--threads", "--frames", "--width"])
-def test_cli_refuses_a_count_below_one(provisioned_state, tmp_path, option):
-    result = _device_cli("--state", provisioned_state, "capture", "--camera", "fake", option, 0,
-                         "--out", tmp_path / "out")
-    assert result.returncode == 2 and "not a positive whole number" in result.stderr
-    assert not (tmp_path / "out").exists()
+def test_agent_with_the_shipped_model_records_its_hash(provisioned_state, tmp_path, agent_for):
+    import hashlib
+    agent = agent_for(provisioned_state, tmp_path / "out", classifier={"model": "shipped"})
+    (result,) = _captures(agent)
+    assert result["classifier"] == {"model_sha256": hashlib.sha256(Path(DEFAULT_MODEL).read_bytes()).hexdigest()}
+    assert set(result["scores"]) >= {"real", "synthetic", "screen"}
 
 
-def test_cli_without_a_model_relies_on_the_declared_source(provisioned_state, tmp_path):
-    result = _device_cli("--state", provisioned_state, "capture", "--camera", "fake", "--width", 640, "--height", 480,
-                         "--source", "capture", "--sensor-noise", 0, "--model", "none", "--out", tmp_path / "out")
-    assert result.returncode == 0, result.stderr
-    assert "rule capture " in result.stdout and "Label -" in result.stdout and "classifier" not in result.stdout
-
-
-def test_cli_refuses_a_threshold_outside_0_1(provisioned_state, tmp_path):
-    result = _device_cli("--state", provisioned_state, "capture", "--threshold", 2, "--out", tmp_path / "out")
-    assert result.returncode == 2
-    assert result.stderr.startswith("error:") and "threshold" in result.stderr
-    assert not (tmp_path / "out").exists()
+def test_agent_without_a_model_relies_on_the_declared_source(provisioned_state, tmp_path, agent_for):
+    agent = agent_for(provisioned_state, tmp_path / "out", classifier={"model": "none"},
+                      camera={"fake_sensor_noise": 0})
+    (result,) = _captures(agent)
+    assert result["rule"] == "capture" and result["label"] is None and result["scores"] is None
+    assert result["classifier"] == "off"

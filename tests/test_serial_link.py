@@ -17,9 +17,9 @@ from tests.test_auditlog import rewrite_record
 
 
 def _seal(state, n, source="rig"):
-    sealer = Sealer(state)
+    sealer = Sealer(state, lab=True)
     camera = FakeCamera(320, 240)
-    return [sealer.seal(camera.capture_array(), source, state.directory / "out") for _ in range(n)]
+    return [sealer.seal(camera.capture_array(), source, state.directory / "out", origin=camera.origin) for _ in range(n)]
 
 
 def test_info_reports_identity_state_and_log_head(device, service_for):

@@ -28,9 +28,18 @@ class AuditLogError(Exception):
     pass
 
 
+# "No such file": ENOENT is 2 on Linux and MicroPython ports, 44 on the WebAssembly
+# port's filesystem (WASI numbering).
+_NO_SUCH_FILE = (2, 44)
+
+
 class AuditLog:
-    def __init__(self, path):
+    """writable=False opens a log that another process owns: it never creates, cuts or
+    repairs the file, and an incomplete tail is simply not read."""
+
+    def __init__(self, path, writable=True):
         self.path = path
+        self.writable = writable
         self._offsets = []  # file offset of each record's entry, in seq order
         self.first_seq = 1
         self.head_hash = logrecord.GENESIS_HASH
@@ -40,7 +49,11 @@ class AuditLog:
     def _load(self):
         try:
             f = open(self.path, "rb")
-        except OSError:
+        except OSError as err:
+            # Only a log that does not exist yet is created; any other error (EIO, EACCES)
+            # must never reopen an existing log for writing, which would empty it.
+            if not self.writable or not err.args or err.args[0] not in _NO_SUCH_FILE:
+                raise
             open(self.path, "wb").close()
             return
         f.close()
@@ -73,7 +86,7 @@ class AuditLog:
             self._offsets.append(self._end + at)
             self.head_hash = logrecord.record_hash(body)
             at = end
-        if at != len(data):
+        if at != len(data) and self.writable:
             # Torn tail from an interrupted write: drop it so appends continue the chain.
             with open(self.path, "r+b") as f:
                 f.seek(self._end + at)
@@ -93,6 +106,8 @@ class AuditLog:
 
     def append(self, time_ms, content_sha256, event, produce_id, decision):
         """Append one record durably; return (seq, record bytes)."""
+        if not self.writable:
+            raise AuditLogError("audit log %s is open read-only: only the agent appends" % self.path)
         seq = self.next_seq
         record = logrecord.encode_record(
             seq, time_ms, self.head_hash, content_sha256, event, produce_id, decision)

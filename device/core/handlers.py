@@ -65,3 +65,8 @@ def bad_frame_response(err):
     """The answer to a frame that failed COBS/CRC: the host cannot be sure which
     request it was, so request id 0 and a code that tells it to resend."""
     return p.encode_message(p.TYPE_ERROR, 0, p.encode_error(p.ERR_BAD_FRAME, str(err)))
+
+
+def internal_error_response(err):
+    """The answer when handling a request failed unexpectedly: the service keeps running."""
+    return p.encode_message(p.TYPE_ERROR, 0, p.encode_error(p.ERR_INTERNAL, ("%s: %s" % (type(err).__name__, err))[:200]))

@@ -29,8 +29,12 @@ GENESIS_HASH = b"\x00" * HASH_LEN
 _HEAD = "<BIQ32s32sB"
 _HEAD_LEN = struct.calcsize(_HEAD)
 
-EVENT_SEAL = 1  # a file was labelled, signed and emitted
-EVENT_NAMES = {EVENT_SEAL: "seal"}
+EVENT_SEAL = 1    # a file was labelled, signed and emitted
+EVENT_REPAIR = 2  # the agent repaired its output folder at start (details in the JSON field)
+EVENT_NAMES = {EVENT_SEAL: "seal", EVENT_REPAIR: "repair"}
+# Every record must fit one transport frame with room to spare (protocol.log_batch_fits);
+# checked when the record is built, never discovered when it is pulled.
+MAX_RECORD_LEN = 8192
 
 
 class RecordError(ValueError):
@@ -45,12 +49,13 @@ def encode_record(seq, time_ms, prev_hash, content_sha256, event, produce_id, de
     if len(pid) > 255:
         raise RecordError("produce_id longer than 255 bytes")
     text = json.dumps(decision).encode()
-    if len(text) > 0xFFFF:
-        raise RecordError("decision longer than 65535 bytes")
-    return (
+    record = (
         struct.pack(_HEAD, RECORD_VERSION, seq, time_ms, prev_hash, content_sha256, event)
-        + bytes([len(pid)]) + pid + struct.pack("<H", len(text)) + text
+        + bytes([len(pid)]) + pid + struct.pack("<H", min(len(text), 0xFFFF)) + text
     )
+    if len(record) > MAX_RECORD_LEN:
+        raise RecordError("record of %d bytes exceeds the %d-byte limit" % (len(record), MAX_RECORD_LEN))
+    return record
 
 
 def decode_record(data):

@@ -31,6 +31,14 @@ SOURCE_RIG_RENDER = "rig"       # the rig's own render or generator output (avat
 SOURCE_RIG_COMPOSITE = "composite"  # a real capture with synthetic elements composited in
 DECLARED_SOURCES = (SOURCE_CAPTURE, SOURCE_RIG_RENDER, SOURCE_RIG_COMPOSITE)
 
+# Where a frame came from. Only the agent's own camera can vouch that pixels are a real
+# capture; whatever a local client hands in (a rig, a generator, any program) is sealed
+# as synthetic, so the agent is no oracle for passing foreign content off as genuine.
+ORIGIN_CAMERA = "camera"
+ORIGIN_INTAKE = "intake"
+ORIGIN_KINDS = (ORIGIN_CAMERA, ORIGIN_INTAKE)
+INTAKE_SOURCES = (SOURCE_RIG_RENDER, SOURCE_RIG_COMPOSITE)
+
 # Rule name -> row. The first three rules are the declared sources themselves.
 POLICY_TABLE = {
     "capture": {"label": None, "explicit": False, "dst": "digitalCapture", "art17": None},
@@ -63,6 +71,19 @@ def missing_classes(class_names):
     """The classifier classes the policy acts on that class_names lacks: a renamed class
     would otherwise read as score 0, i.e. as real."""
     return [name for name in CLASS_RULES if name not in class_names]
+
+
+def check_origin(declared_source, origin_kind):
+    """Raise PolicyError unless a frame of this origin may be declared this source."""
+    if origin_kind not in ORIGIN_KINDS:
+        raise PolicyError("unknown frame origin %r; use one of %s" % (origin_kind, ", ".join(ORIGIN_KINDS)))
+    if declared_source not in DECLARED_SOURCES:
+        raise PolicyError("unknown declared source %r; use one of %s"
+                          % (declared_source, ", ".join(DECLARED_SOURCES)))
+    if origin_kind == ORIGIN_INTAKE and declared_source not in INTAKE_SOURCES:
+        raise PolicyError("frames handed to the agent are sealed as synthetic only: declare %s, not %r "
+                          "(only the agent's own camera makes real captures)"
+                          % (" or ".join(INTAKE_SOURCES), declared_source))
 
 
 def decide(declared_source, scores=None, threshold=DEFAULT_THRESHOLD, classifier_error=None):

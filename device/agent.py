@@ -1,0 +1,420 @@
+"""The device agent (`synthseal-device run`): one long-running process per device, and
+the only owner of its state: keystore, audit log, camera, serial port, output folder.
+
+Start-up order (each step only after the one before it succeeded):
+  1. configuration validated (device/config.py), label text checked;
+  2. the state lock taken: a second agent, or any command that would write the state,
+     is refused with this agent's PID;
+  3. the audit log opened (a torn tail from a power cut is cut only here, under the lock);
+  4. the output folder reconciled with the log (device/reconcile.py), repairs logged;
+  5. the classifier loaded, the sealing pipeline started (device/pipeline.py);
+  6. the camera opened, the serial service started, the local socket opened;
+  7. "ready" (and READY=1 to systemd when it started us with Type=notify).
+
+Local clients talk to it over a Unix socket (docs/AGENT.md): status, capture requests
+for its own camera, and intake of frames from a rig, which are sealed as synthetic only.
+"""
+
+import grp
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import __version__
+from .config import SHIPPED, check_label_text_for
+from .core import policy
+from .intake import IntakeError, client_name, decode_frame, declared_source
+from .local_protocol import (PROTOCOL_VERSION, ConnectionClosed, LocalProtocolError, peer_credentials,
+                             recv_message, send_message)
+from .pipeline import PipelineBusy, PipelineStopped, SealPipeline
+from .reconcile import reconcile
+from .seal import SealError, Sealer
+from .state import DeviceState, DeviceStateError
+
+MAX_CAPTURE_FRAMES = 100
+IDLE_TIMEOUT_S = 300       # a client silent this long between messages is disconnected
+TRANSFER_TIMEOUT_S = 30    # ... and one that stalls this long inside a message
+SERIAL_RETRY_S = 5
+
+
+class AgentError(Exception):
+    """The agent cannot start; the message says why and what to do."""
+
+
+class _ClientError(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+class Agent:
+    def __init__(self, config, log_line=None):
+        self.config = config
+        self.state = DeviceState(config.agent_state_dir)
+        self.out_dir = Path(config.agent_output_dir)
+        self._log_line = log_line or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.stop_event = threading.Event()
+        self.started = time.time()
+        self.repairs = []
+        self.sealer = None
+        self.pipeline = None
+        self.camera = None
+        self._camera_requests = queue.Queue()
+        self._threads = []
+        self._listener = None
+        self._client_slots = threading.BoundedSemaphore(config.agent_max_clients)
+        self._clients = 0
+        self._clients_lock = threading.Lock()
+        self.serial_status = {"port": config.serial_port or None, "state": "off" if not config.serial_port else "starting",
+                              "error": None}
+        self.classifier_warning = None
+
+    # -- start and stop -------------------------------------------------------------
+    def start(self):
+        try:
+            state_config = self.state.config()
+        except DeviceStateError as err:
+            raise AgentError(str(err))
+        check_label_text_for(state_config, self.config.path)
+        self.state.own()  # refuses, naming the PID, while another process owns the state
+        try:
+            self._start_owned()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_owned(self):
+        log = self.state.log()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.repairs = reconcile(log, self.out_dir, self.state.directory / "quarantine")
+        for repair in self.repairs:
+            self._log_line("repaired at start: %s %s" % (repair["repair"], repair["file"]))
+        if self.state.is_provisioned():
+            classifier, error = self._load_classifier()
+            self.sealer = Sealer(self.state, classifier, error, threshold=self.config.classifier_threshold,
+                                 label_corner=self.config.label_corner, lab=self.config.agent_lab)
+            self.pipeline = SealPipeline(self.sealer, self.out_dir, depth=self.config.agent_queue_depth)
+        else:
+            self._log_line("device not provisioned yet: no content-signing certificate; captures and intake "
+                           "are refused until it is installed")
+        if self.config.camera_source != "none" and self.pipeline is not None:
+            self.camera = self._open_camera()
+            self._spawn(self._camera_loop, "camera")
+        if self.config.serial_port:
+            self._spawn(self._serial_loop, "serial")
+        self._listener = self._open_socket()
+        self._spawn(self._accept_loop, "socket")
+        _notify_systemd("READY=1")
+        self._log_line("agent ready: pid %d, state %s, socket %s%s" % (
+            os.getpid(), self.state.directory, self.config.agent_socket, ", LAB MODE" if self.config.agent_lab else ""))
+
+    def _spawn(self, target, name):
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _load_classifier(self):
+        if self.config.classifier_model == "none":
+            return None, None
+        from .classifier import DEFAULT_LABELS, DEFAULT_MODEL, Classifier, ClassifierError
+        model = DEFAULT_MODEL if self.config.classifier_model == SHIPPED else self.config.classifier_model
+        labels = DEFAULT_LABELS if self.config.classifier_labels == SHIPPED else self.config.classifier_labels
+        try:
+            return Classifier(model, labels, num_threads=self.config.classifier_threads,
+                              required_labels=tuple(policy.CLASS_RULES)), None
+        except ClassifierError as err:
+            self.classifier_warning = str(err)
+            self._log_line("warning: classifier not loaded: %s; captures will be labelled 'possibly "
+                           "AI-generated' (Label 2)" % err)
+            return None, str(err)[:300]
+
+    def _open_camera(self):
+        from .camera import FakeCamera, Picamera2Source
+        c = self.config
+        if c.camera_source == "fake":
+            return FakeCamera(c.camera_width, c.camera_height, seed=c.camera_fake_seed,
+                              sensor_noise=c.camera_fake_sensor_noise)
+        return Picamera2Source(c.camera_width, c.camera_height)
+
+    def _open_socket(self):
+        path = Path(self.config.agent_socket)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise AgentError("cannot create the socket folder %s: %s" % (path.parent, err.strerror))
+        if len(str(path).encode()) > 107:
+            raise AgentError("agent.socket path %s is longer than a Unix socket allows (107 bytes)" % path)
+        # We hold the state lock, so a socket file left here is a dead agent's: replace it.
+        if path.is_socket():
+            path.unlink()
+        elif path.exists():
+            raise AgentError("agent.socket %s exists and is not a socket; choose another path" % path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o117)  # created 0660: owner and group only
+        try:
+            listener.bind(str(path))
+        finally:
+            os.umask(old_umask)
+        if self.config.agent_socket_group:
+            try:
+                os.chown(path, -1, grp.getgrnam(self.config.agent_socket_group).gr_gid)
+            except KeyError:
+                listener.close()
+                raise AgentError("agent.socket_group %r: no such group" % self.config.agent_socket_group)
+        os.chmod(path, 0o660)
+        listener.listen(16)
+        listener.settimeout(0.5)
+        return listener
+
+    def wait(self):
+        """Run until SIGTERM or SIGINT (or stop_event), then stop cleanly."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop_event.set())
+        while not self.stop_event.wait(0.5):
+            pass
+        self.close()
+
+    def close(self):
+        self.stop_event.set()
+        if self._listener is not None:
+            self._listener.close()
+            try:
+                Path(self.config.agent_socket).unlink()
+            except OSError:
+                pass
+            self._listener = None
+        if self.pipeline is not None:
+            self.pipeline.stop()
+        for thread in self._threads:
+            thread.join(5)
+        if self.camera is not None:
+            self.camera.close()
+        self.state.release()
+
+    # -- status ---------------------------------------------------------------------
+    def status(self):
+        info_state = "provisioned" if self.state.is_provisioned() else "awaiting-certificate"
+        first_seq, next_seq, head_hash = self.state.log().head()
+        stats = dict(self.pipeline.stats) if self.pipeline else {}
+        return {
+            "agent": "synthseal-device", "version": __version__, "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started, 1),
+            "serial": self.state.config()["serial"], "state": info_state, "lab": self.config.agent_lab,
+            "camera": self.config.camera_source if self.camera is not None else "none",
+            "classifier": self.sealer.classifier_provenance() if self.sealer else None,
+            "classifier_warning": self.classifier_warning,
+            "log": {"first_seq": first_seq, "next_seq": next_seq, "head_hash": head_hash.hex()},
+            "queue_depth": self.pipeline.queue_depth() if self.pipeline else 0,
+            "queue_capacity": self.config.agent_queue_depth,
+            "sealed": stats.get("sealed", 0), "failed": stats.get("failed", 0), "busy": stats.get("busy", 0),
+            "last_error": stats.get("last_error"),
+            "serial_port": dict(self.serial_status),
+            "clients": self._clients,
+            "repairs_at_start": len(self.repairs),
+            "output_dir": str(self.out_dir),
+        }
+
+    # -- camera -----------------------------------------------------------------------
+    def _camera_loop(self):
+        """The one thread that uses the camera: capture requests are served in order."""
+        while not self.stop_event.is_set():
+            try:
+                count, source, reply = self._camera_requests.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            jobs, error = [], None
+            for _ in range(count):
+                try:
+                    frame = self.camera.capture_array()
+                    jobs.append(self.pipeline.submit(frame, source, dict(self.camera.origin),
+                                                     self.camera.channel_order, timeout=self.config.agent_busy_timeout_s))
+                except (PipelineBusy, PipelineStopped) as err:
+                    error = ("busy", str(err))
+                    break
+                except Exception as err:  # a camera fault ends this request, not the agent
+                    error = ("camera", "camera failed: %s: %s" % (type(err).__name__, err))
+                    break
+            reply.put((jobs, error))
+
+    def capture(self, count, source):
+        if self.pipeline is None:
+            raise _ClientError("not_provisioned", "the device has no content-signing certificate yet")
+        if self.camera is None:
+            raise _ClientError("no_camera", "this agent has no camera (camera.source = 'none')")
+        reply = queue.Queue()
+        self._camera_requests.put((count, source, reply))
+        jobs, error = reply.get()
+        results = [self._job_result(job) for job in jobs]
+        return results, error
+
+    @staticmethod
+    def _job_result(job):
+        try:
+            return {"ok": True, "result": _public_result(job.wait())}
+        except SealError as err:
+            return {"ok": False, "error": {"code": "seal_failed", "message": str(err)}}
+
+    # -- serial -----------------------------------------------------------------------
+    def _serial_loop(self):
+        from .service import ServiceError, serve
+        while not self.stop_event.is_set():
+            ready = _Flag(lambda: self.serial_status.update(state="serving", error=None))
+            try:
+                serve(self.state, self.config.serial_port, self.config.serial_baud, stop=self.stop_event, ready=ready)
+            except ServiceError as err:
+                self.serial_status.update(state="waiting", error=str(err))
+            except Exception as err:  # the port vanished mid-session (USB unplugged): reopen
+                self.serial_status.update(state="waiting", error="%s: %s" % (type(err).__name__, err))
+            self.stop_event.wait(SERIAL_RETRY_S)
+
+    # -- socket -----------------------------------------------------------------------
+    def _accept_loop(self):
+        while not self.stop_event.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                if self.stop_event.is_set():
+                    return
+                continue
+            if not self._client_slots.acquire(blocking=False):
+                self._refuse(conn, "busy", "the agent already serves %d clients; try again later"
+                             % self.config.agent_max_clients)
+                continue
+            threading.Thread(target=self._serve_client, args=(conn,), name="client", daemon=True).start()
+
+    @staticmethod
+    def _refuse(conn, code, message):
+        try:
+            conn.settimeout(1)
+            send_message(conn, {"type": "error", "ok": False, "error": {"code": code, "message": message}})
+        except OSError:
+            pass
+        conn.close()
+
+    def _serve_client(self, conn):
+        with self._clients_lock:
+            self._clients += 1
+        try:
+            pid, uid, _gid = peer_credentials(conn)
+            conn.settimeout(TRANSFER_TIMEOUT_S)
+            send_message(conn, {"type": "hello", "agent": "synthseal-device", "protocol": PROTOCOL_VERSION,
+                                "version": __version__, "serial": self.state.config()["serial"],
+                                "max_frame_bytes": self.config.agent_max_frame_bytes,
+                                "lab": self.config.agent_lab})
+            while not self.stop_event.is_set():
+                conn.settimeout(IDLE_TIMEOUT_S)
+                try:
+                    header, data = recv_message(conn, self.config.agent_max_frame_bytes)
+                except LocalProtocolError as err:
+                    send_message(conn, {"type": "error", "ok": False, "error": {"code": "bad_message",
+                                                                               "message": str(err)}})
+                    return  # the byte stream cannot be trusted after this
+                response = self._handle(header, data, {"pid": pid, "uid": uid})
+                data = None
+                send_message(conn, response)
+        except (ConnectionClosed, ConnectionError, socket.timeout, OSError):
+            pass  # the client went away or stalled: nothing half-done remains (see _handle)
+        finally:
+            conn.close()
+            with self._clients_lock:
+                self._clients -= 1
+            self._client_slots.release()
+
+    def _handle(self, header, data, peer):
+        request_id = header.get("id")
+        kind = header.get("type")
+        try:
+            if kind == "status":
+                body = {"status": self.status()}
+            elif kind == "capture":
+                body = self._handle_capture(header)
+            elif kind == "submit":
+                body = self._handle_submit(header, data, peer)
+            else:
+                raise _ClientError("bad_request", "unknown request type %r; use status, capture or submit" % (kind,))
+        except _ClientError as err:
+            return {"type": "result", "id": request_id, "ok": False, "error": {"code": err.code, "message": str(err)}}
+        except Exception as err:  # never let one request take the agent down
+            return {"type": "result", "id": request_id, "ok": False,
+                    "error": {"code": "internal", "message": "%s: %s" % (type(err).__name__, err)}}
+        response = {"type": "result", "id": request_id, "ok": True}
+        response.update(body)
+        return response
+
+    def _handle_capture(self, header):
+        count = header.get("frames", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CAPTURE_FRAMES:
+            raise _ClientError("bad_request", "frames must be a whole number from 1 to %d" % MAX_CAPTURE_FRAMES)
+        source = header.get("source", policy.SOURCE_CAPTURE)
+        if source not in policy.DECLARED_SOURCES:
+            raise _ClientError("bad_request", "source must be one of %s" % ", ".join(policy.DECLARED_SOURCES))
+        results, error = self.capture(count, source)
+        body = {"results": results}
+        if error is not None:
+            body["ok"] = False
+            body["error"] = {"code": error[0], "message": error[1]}
+        if any(not r["ok"] for r in results):
+            body["ok"] = False
+        return body
+
+    def _handle_submit(self, header, data, peer):
+        if self.pipeline is None:
+            raise _ClientError("not_provisioned", "the device has no content-signing certificate yet")
+        try:
+            source = declared_source(header)
+            name = client_name(header)
+            frame, channel_order = decode_frame(header, data)
+        except IntakeError as err:
+            raise _ClientError("bad_frame", str(err))
+        origin = {"kind": policy.ORIGIN_INTAKE, "client": name, "uid": peer["uid"], "pid": peer["pid"]}
+        try:
+            job = self.pipeline.submit(frame, source, origin, channel_order, timeout=self.config.agent_busy_timeout_s)
+        except PipelineBusy as err:
+            raise _ClientError("busy", str(err))
+        except PipelineStopped as err:
+            raise _ClientError("stopping", str(err))
+        del frame
+        try:
+            return {"result": _public_result(job.wait())}
+        except SealError as err:
+            raise _ClientError("seal_failed", str(err))
+
+
+def _public_result(result):
+    decision = result["decision"]
+    return {"file": result["path"], "produce_id": result["produce_id"], "seq": result["seq"],
+            "sha256": result["sha256"], "rule": decision["rule"], "label": decision["label"],
+            "explicit": decision["explicit"], "dst": decision["dst"], "origin": decision["origin"],
+            "classifier": decision["classifier"], "lab": decision["lab"], "scores": decision.get("scores"),
+            "latency_ms": result.get("latency_ms")}
+
+
+class _Flag:
+    """Stands in for threading.Event as serve()'s `ready`: runs a callback on set()."""
+
+    def __init__(self, callback):
+        self._callback = callback
+
+    def set(self):
+        self._callback()
+
+
+def _notify_systemd(message):
+    """sd_notify without a dependency: one datagram to $NOTIFY_SOCKET, if systemd set it."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message.encode(), address)
+    except OSError:
+        pass

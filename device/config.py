@@ -1,0 +1,180 @@
+"""The agent's configuration: one TOML file, every key documented here and in
+device/deploy/agent.example.toml, validated at start with a one-line error that names
+the key and what is allowed. Nothing is written or opened before it passes.
+"""
+
+import os
+import tomllib
+from pathlib import Path
+
+from .core import policy
+from .explicit_label import CORNERS, ExplicitLabelError, check_label_text
+
+DEFAULT_CONFIG_PATH = os.environ.get("SYNTHSEAL_CONFIG", "/etc/synthseal/agent.toml")
+SHIPPED = "shipped"  # classifier.model / classifier.labels: the model in the package
+
+
+class ConfigError(ValueError):
+    """A bad configuration: the message names the file, the key and what is allowed."""
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _string(value):
+    return isinstance(value, str)
+
+
+def _path(value):
+    return isinstance(value, str) and value != "" and "\0" not in value
+
+
+def _threshold(value):
+    try:
+        policy.check_threshold(value)
+    except policy.PolicyError:
+        return False
+    return True
+
+
+def _one_of(*choices):
+    def check(value):
+        return value in choices
+    check.allowed = "one of " + ", ".join(repr(c) for c in choices)
+    return check
+
+
+# section -> key -> (default, check, what is allowed, what it is for)
+SCHEMA = {
+    "agent": {
+        "state_dir": ("/var/lib/synthseal", _path, "a path",
+                      "keystore, certificates, audit log and lock; owned by the agent alone"),
+        "output_dir": ("/var/lib/synthseal/out", _path, "a path",
+                       "sealed files appear here, complete, under their final names"),
+        "socket": ("/run/synthseal/agent.sock", _path, "a path",
+                   "the local socket for captures, status and rig intake (mode 0660)"),
+        "socket_group": ("", _string, "a group name, or \"\" for the agent's own group",
+                         "group allowed to use the socket (e.g. the rig's user group)"),
+        "lab": (False, lambda v: isinstance(v, bool), "true or false",
+                "test bench: allows the fake camera; every record and manifest says lab"),
+        "queue_depth": (4, _positive_int, "a positive integer",
+                        "frames waiting to be sealed before clients are held back"),
+        "busy_timeout_s": (10, _positive_int, "a positive integer (seconds)",
+                           "how long a client waits for room in a full queue before 'busy'"),
+        "max_clients": (8, _positive_int, "a positive integer", "concurrent socket connections"),
+        "max_frame_bytes": (64 << 20, _positive_int, "a positive integer (bytes)",
+                            "largest frame a client may submit"),
+    },
+    "camera": {
+        "source": ("picamera2", _one_of("picamera2", "fake", "none"), None,
+                   "the agent's own camera; 'none' on a rig computer that only takes intake"),
+        "width": (4056, _positive_int, "a positive integer", "frame width"),
+        "height": (3040, _positive_int, "a positive integer", "frame height"),
+        "fake_seed": (0, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer",
+                      "fake camera: scene seed"),
+        "fake_sensor_noise": (3.0, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+                              "a number >= 0", "fake camera: noise sigma; 0 gives clean renders"),
+    },
+    "classifier": {
+        "model": (SHIPPED, _path, "'shipped', 'none' or a path to an int8 .tflite file",
+                  "the scene classifier run on every declared capture"),
+        "labels": (SHIPPED, _path, "'shipped' or a path", "the model's class names, one per line"),
+        "threads": (2, _positive_int, "a positive integer", "interpreter threads"),
+        "threshold": (policy.DEFAULT_THRESHOLD, _threshold, "a number in (0, 1]",
+                      "score at which a declared capture is labelled suspected"),
+    },
+    "label": {
+        "corner": ("bottom-left", _one_of(*CORNERS), None, "where the visible label is drawn"),
+    },
+    "serial": {
+        "port": ("/dev/ttyGS0", _string, "a device path, or \"\" to serve no port",
+                 "the port the host tool pulls the log over (USB gadget or UART)"),
+        "baud": (115200, _positive_int, "a positive integer", "UART baud rate"),
+    },
+}
+
+
+class AgentConfig:
+    """Validated settings: config.section_key, e.g. config.camera_source."""
+
+    def __init__(self, values, path):
+        self.path = path
+        for (section, key), value in values.items():
+            setattr(self, "%s_%s" % (section, key), value)
+
+    def as_dict(self):
+        return {"%s.%s" % (s, k): getattr(self, "%s_%s" % (s, k)) for s in SCHEMA for k in SCHEMA[s]}
+
+
+def load_config(path=DEFAULT_CONFIG_PATH):
+    path = str(path)
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("%s: no such configuration file; start from device/deploy/agent.example.toml "
+                          "(or pass --config PATH)" % path) from None
+    except PermissionError:
+        raise ConfigError("%s: not readable by this user" % path) from None
+    except IsADirectoryError:
+        raise ConfigError("%s: is a folder, not a configuration file" % path) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError("%s: not valid TOML: %s" % (path, err)) from None
+    return parse_config(raw, path)
+
+
+def parse_config(raw, path="agent.toml"):
+    values = {}
+    for section, entries in raw.items():
+        if section not in SCHEMA:
+            raise ConfigError("%s: unknown section [%s]; sections are %s"
+                              % (path, section, ", ".join("[%s]" % s for s in SCHEMA)))
+        if not isinstance(entries, dict):
+            raise ConfigError("%s: %s must be a [%s] table" % (path, section, section))
+        for key in entries:
+            if key not in SCHEMA[section]:
+                raise ConfigError("%s: unknown key %s.%s; [%s] takes %s"
+                                  % (path, section, key, section, ", ".join(SCHEMA[section])))
+    for section, keys in SCHEMA.items():
+        for key, (default, check, allowed, _doc) in keys.items():
+            value = raw.get(section, {}).get(key, default)
+            if not check(value):
+                raise ConfigError("%s: %s.%s = %r is not allowed; use %s"
+                                  % (path, section, key, value, allowed or check.allowed))
+            values[(section, key)] = value
+    config = AgentConfig(values, path)
+    _check_together(config)
+    return config
+
+
+def _check_together(config):
+    path = config.path
+    if config.camera_source == "fake" and not config.agent_lab:
+        raise ConfigError("%s: camera.source = 'fake' needs agent.lab = true: the fake camera is for test "
+                          "benches only, and every record it makes says lab" % path)
+    for key in ("model", "labels"):
+        value = getattr(config, "classifier_" + key)
+        if value not in (SHIPPED, "none") and not Path(value).is_file():
+            raise ConfigError("%s: classifier.%s = %r: no such file; use 'shipped'%s or a path to an existing file"
+                              % (path, key, value, ", 'none'" if key == "model" else ""))
+    out, state = Path(config.agent_output_dir).resolve(), Path(config.agent_state_dir).resolve()
+    private = [state / name for name in ("keys", "certs", "log")]
+    if out == state or any(out == p or p in out.parents for p in private):
+        raise ConfigError("%s: agent.output_dir must not be the state folder or one of its key, certificate "
+                          "or log folders" % path)
+
+
+def check_label_text_for(state_config, path):
+    """The device's label text (set at init) must still carry the GB 45438 elements."""
+    try:
+        check_label_text(state_config.get("label_text", ""))
+    except ExplicitLabelError as err:
+        raise ConfigError("%s: device label text: %s" % (path, err)) from None
+
+
+def documented_keys():
+    """Every key with its default and purpose: the source of the example file's comments."""
+    for section, keys in SCHEMA.items():
+        for key, (default, check, allowed, doc) in keys.items():
+            yield section, key, default, allowed or check.allowed, doc

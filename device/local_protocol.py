@@ -1,0 +1,82 @@
+"""The agent's local socket wire format, shared by the agent and its Python client.
+Documented for clients in any language in docs/AGENT.md.
+
+Every message, in both directions:
+
+    u32 header_length (little-endian) | header: UTF-8 JSON object | data
+
+`data` is header["data_length"] bytes (absent means 0): raw pixels or an encoded image
+for a submit, nothing otherwise. The agent speaks first with a "hello" header.
+"""
+
+import json
+import socket
+import struct
+
+PROTOCOL_VERSION = 1
+MAX_HEADER_BYTES = 64 * 1024
+_LENGTH = struct.Struct("<I")
+
+
+class LocalProtocolError(ValueError):
+    """The peer broke the wire format; the connection cannot continue."""
+
+
+class ConnectionClosed(ConnectionError):
+    """The peer closed the connection (possibly in the middle of a message)."""
+
+
+def send_message(sock, header, data=b""):
+    header = dict(header)
+    if data:
+        header["data_length"] = len(data)
+    text = json.dumps(header, ensure_ascii=False).encode()
+    sock.sendall(_LENGTH.pack(len(text)) + text)
+    if data:
+        sock.sendall(data)
+
+
+def _recv_exactly(sock, n, into=None):
+    buffer = into if into is not None else bytearray(n)
+    view = memoryview(buffer)
+    got = 0
+    while got < n:
+        chunk = sock.recv_into(view[got:], n - got)
+        if chunk == 0:
+            raise ConnectionClosed("the peer closed the connection after %d of %d bytes" % (got, n))
+        got += chunk
+    return buffer
+
+
+def recv_message(sock, max_data_bytes=0):
+    """Read one message; return (header dict, data bytes). A header or data larger than
+    allowed, or a header that is not a JSON object, raises LocalProtocolError before
+    anything large is read or allocated."""
+    try:
+        (length,) = _LENGTH.unpack(_recv_exactly(sock, 4))
+    except ConnectionClosed as err:
+        if "after 0 of" in str(err):
+            raise ConnectionClosed("closed") from None
+        raise
+    if length == 0 or length > MAX_HEADER_BYTES:
+        raise LocalProtocolError("header of %d bytes; headers are 1 to %d bytes" % (length, MAX_HEADER_BYTES))
+    try:
+        header = json.loads(bytes(_recv_exactly(sock, length)).decode("utf-8"))
+    except (UnicodeError, ValueError):
+        raise LocalProtocolError("header is not UTF-8 JSON") from None
+    if not isinstance(header, dict):
+        raise LocalProtocolError("header is not a JSON object")
+    data_length = header.get("data_length", 0)
+    if isinstance(data_length, bool) or not isinstance(data_length, int) or data_length < 0:
+        raise LocalProtocolError("data_length must be a whole number of bytes")
+    if data_length > max_data_bytes:
+        raise LocalProtocolError("message carries %d bytes of data; the limit is %d"
+                                 % (data_length, max_data_bytes))
+    data = _recv_exactly(sock, data_length) if data_length else b""  # a bytearray: no copy
+    return header, data
+
+
+def peer_credentials(sock):
+    """(pid, uid, gid) of the process at the other end of a Unix socket (Linux)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)
