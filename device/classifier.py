@@ -38,7 +38,8 @@ def load_interpreter_class():
         return Interpreter
     except ImportError:
         raise ClassifierError(
-            "no TFLite interpreter: install 'tflite-runtime' (numpy<2) or 'ai-edge-litert'"
+            "no TFLite interpreter: install the device extra, pip install 'synthseal[device]' "
+            "(tflite-runtime with numpy<2, or ai-edge-litert)"
         ) from None
 
 
@@ -95,7 +96,7 @@ def read_labels(labels_path):
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
         raise ClassifierError(
             f"cannot read labels file {labels_path}: {reason}; "
-            "point labels_path at the labels.txt shipped with the model"
+            "pass the labels.txt shipped with the model (classifier.labels, or --labels PATH)"
         ) from None
     labels = [line.strip() for line in text.splitlines() if line.strip()]
     if not labels:
@@ -125,7 +126,7 @@ def check_model_file(model_path, interpreter_class):
     if len(header) < 8 or header[4:8] != b"TFL3":
         raise ClassifierError(
             f"model file {model_path} is not a TFLite model (no TFL3 identifier); "
-            "point model_path at a .tflite file"
+            "pass a .tflite file (classifier.model, or --model PATH)"
         )
     try:
         probe = subprocess.run(
@@ -181,7 +182,7 @@ class Classifier:
         if not model_path.is_file():
             raise ClassifierError(
                 f"model file {model_path} not found; pass the model with --model PATH "
-                "(or --model none to run without the classifier)"
+                "(classifier.model in the agent configuration; 'none' runs without the classifier)"
             )
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ClassifierError(f"num_threads must be a positive integer, got {num_threads!r}")
@@ -214,7 +215,7 @@ class Classifier:
                 raise ClassifierError(
                     f"model {model_path} {role} is {_tensor_description(detail)}, not int8; "
                     "convert it with full-integer quantization "
-                    "(python -m firmware_tools.convert_model --help)"
+                    "(python -m synthseal.firmware_tools.convert_model --help)"
                 )
         shape = tuple(int(n) for n in self._input["shape"])
         if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:

@@ -41,7 +41,9 @@ def cmd_info(args):
 def cmd_run(args):
     from .agent import Agent
     from .config import load_config
-    agent = Agent(load_config(args.config))
+    config = load_config(args.config)
+    config.override_classifier(args.model, args.labels)
+    agent = Agent(config)
     agent.start()
     agent.wait()
 
@@ -140,6 +142,8 @@ def build_parser():
     p.add_argument("--config", default=DEFAULT_CONFIG_PATH,
                    help="agent configuration, TOML (default: %(default)s, or $SYNTHSEAL_CONFIG); "
                         "every key is documented in device/deploy/agent.example.toml")
+    p.add_argument("--model", help="int8 TFLite classifier, 'shipped' or 'none' (overrides classifier.model)")
+    p.add_argument("--labels", help="the model's class names, one per line (overrides classifier.labels)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="ask the running agent for its state, log head, queue and last error")

@@ -103,6 +103,13 @@ class AgentConfig:
         for (section, key), value in values.items():
             setattr(self, "%s_%s" % (section, key), value)
 
+    def override_classifier(self, model=None, labels=None):
+        """`run --model/--labels`: the command line wins over the file, checked the same way."""
+        for key, value in (("model", model), ("labels", labels)):
+            if value is not None:
+                setattr(self, "classifier_" + key, value)
+        _check_classifier_files(self, "--model/--labels")
+
     def as_dict(self):
         return {"%s.%s" % (s, k): getattr(self, "%s_%s" % (s, k)) for s in SCHEMA for k in SCHEMA[s]}
 
@@ -153,16 +160,20 @@ def _check_together(config):
     if config.camera_source == "fake" and not config.agent_lab:
         raise ConfigError("%s: camera.source = 'fake' needs agent.lab = true: the fake camera is for test "
                           "benches only, and every record it makes says lab" % path)
-    for key in ("model", "labels"):
-        value = getattr(config, "classifier_" + key)
-        if value not in (SHIPPED, "none") and not Path(value).is_file():
-            raise ConfigError("%s: classifier.%s = %r: no such file; use 'shipped'%s or a path to an existing file"
-                              % (path, key, value, ", 'none'" if key == "model" else ""))
+    _check_classifier_files(config, path)
     out, state = Path(config.agent_output_dir).resolve(), Path(config.agent_state_dir).resolve()
     private = [state / name for name in ("keys", "certs", "log")]
     if out == state or any(out == p or p in out.parents for p in private):
         raise ConfigError("%s: agent.output_dir must not be the state folder or one of its key, certificate "
                           "or log folders" % path)
+
+
+def _check_classifier_files(config, where):
+    for key in ("model", "labels"):
+        value = getattr(config, "classifier_" + key)
+        if value not in (SHIPPED, "none") and not Path(value).is_file():
+            raise ConfigError("%s: classifier.%s = %r: no such file; use 'shipped'%s or a path to an existing file"
+                              % (where, key, value, ", 'none'" if key == "model" else ""))
 
 
 def check_label_text_for(state_config, path):

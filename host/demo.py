@@ -59,6 +59,10 @@ class _AgentProcess:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the agent did not start: %s" % Path(log_path).read_text(errors="replace"))
             time.sleep(0.05)
+        # Say so when the agent runs without its classifier (e.g. a host-only install).
+        for line in Path(log_path).read_bytes()[offset:].decode(errors="replace").splitlines():
+            if line.startswith("warning:"):
+                print("    agent %s" % line)
 
     def stop(self):
         self.process.terminate()

@@ -87,6 +87,14 @@ def test_wheel_and_sdist_hold_one_top_level_package_and_the_licences(dists):
                 assert "extra ==" in line, line
         assert any("tflite-runtime" in line and 'extra == "device"' in line for line in requirements)
     assert "Apache License" in (ROOT / "LICENSE").read_text()
+    # The sdist carries what `make test` needs, so its tests run where it is unpacked.
+    import tarfile
+    with tarfile.open(dists["sdist"]) as sdist:
+        members = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    for needed in ("tests/conftest.py", "tests/micropython/run.mjs", "tests/data_classifier/heldout_eval.npz",
+                   "docs/PROTOCOL.md", "Makefile", "package-lock.json", "device/deploy/synthseal-agent.service"):
+        assert needed in members, needed
+    assert not any("__pycache__" in name or name.startswith("build/") for name in members)
 
 
 @pytest.fixture(scope="module")
@@ -170,12 +178,16 @@ def test_shipped_files_are_found_in_user_and_system_installs(dists, tmp_path, fo
     site directory of the interpreter (here a --target folder standing in for it)."""
     base_python = getattr(sys, "_base_executable", sys.executable)
     if form == "user":
-        env = _clean_env(PYTHONUSERBASE=str(tmp_path / "userbase"), PIP_BREAK_SYSTEM_PACKAGES="1")
-        _run([base_python, "-m", "pip", "install", "-q", "--user", "--no-deps", dists["wheel"]], env=env)
+        # Where `pip install --user` puts packages for the base interpreter (the base
+        # interpreter may have no pip of its own, so this venv's pip writes there).
+        env = _clean_env(PYTHONUSERBASE=str(tmp_path / "userbase"))
+        user_site = _run([base_python, "-c", "import site; print(site.getusersitepackages())"], env=env).stdout.strip()
+        _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", user_site, dists["wheel"]],
+             env=_clean_env())
         where = str(tmp_path / "userbase")
     else:
         env = _clean_env(PYTHONPATH=str(tmp_path / "site"))
-        _run([base_python, "-m", "pip", "install", "-q", "--no-deps", "--target", tmp_path / "site",
+        _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", tmp_path / "site",
               dists["wheel"]], env=_clean_env())
         where = str(tmp_path / "site")
     found = json.loads(_run([base_python, "-c", _RESOURCE_PROBE], cwd=tmp_path, env=env).stdout)

@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -182,6 +183,9 @@ def evaluate_and_write(heldout, trained):
 
 
 def main(argv=None):
+    if not (REPO / "pyproject.toml").is_file():
+        # An installed wheel has no checkout: never write build output or models into site-packages.
+        sys.exit("error: the model pipeline runs from a synthseal checkout (`make model`), not an installed package")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-per-class", type=int, default=4000)
     parser.add_argument("--val-per-class", type=int, default=300)
