@@ -39,6 +39,7 @@ class Job:
         self.declared_source = declared_source
         self.origin = origin
         self.channel_order = channel_order
+        self.prepared = None
         self.enqueued = time.monotonic()
         self.done = threading.Event()
         self.result = None

@@ -125,6 +125,7 @@ class RunningAgent:
         self.process = None
 
     def start(self, wait=True, timeout=60):
+        self._ready_from = self.stderr_path.stat().st_size if self.stderr_path.exists() else 0
         self.stderr_file = open(self.stderr_path, "ab")
         self.process = subprocess.Popen([sys.executable, "-m", "synthseal.device.cli", "run",
                                          "--config", str(self.config_path)],
@@ -138,7 +139,7 @@ class RunningAgent:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError("agent exited %s: %s" % (self.process.returncode, self.stderr()))
-            if b"agent ready" in self.stderr_path.read_bytes():
+            if b"agent ready" in self.stderr_path.read_bytes()[self._ready_from:]:
                 return
             time.sleep(0.05)
         raise AssertionError("agent not ready in %s s: %s" % (timeout, self.stderr()))
