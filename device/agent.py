@@ -98,7 +98,8 @@ class Agent:
             classifier, error = self._load_classifier()
             self.sealer = Sealer(self.state, classifier, error, threshold=self.config.classifier_threshold,
                                  label_corner=self.config.label_corner, lab=self.config.agent_lab)
-            self.pipeline = SealPipeline(self.sealer, self.out_dir, depth=self.config.agent_queue_depth)
+            self.pipeline = SealPipeline(self.sealer, self.out_dir, depth=self.config.agent_queue_depth,
+                                         prepare_workers=self.config.agent_prepare_workers)
         else:
             self._log_line("device not provisioned yet: no content-signing certificate; captures and intake "
                            "are refused until it is installed")
@@ -138,7 +139,7 @@ class Agent:
         c = self.config
         if c.camera_source == "fake":
             return FakeCamera(c.camera_width, c.camera_height, seed=c.camera_fake_seed,
-                              sensor_noise=c.camera_fake_sensor_noise)
+                              sensor_noise=c.camera_fake_sensor_noise, frame_pool=c.camera_fake_frame_pool)
         return Picamera2Source(c.camera_width, c.camera_height)
 
     def _open_socket(self):

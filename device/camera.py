@@ -17,7 +17,10 @@ class FakeCamera:
     Frame n is the same on every run (seeded by n), different from frame n+1.
     sensor_noise=0 gives clean renders, as a rig feeding a capture card would."""
 
-    def __init__(self, width=1280, height=960, seed=0, sensor_noise=3.0):
+    def __init__(self, width=1280, height=960, seed=0, sensor_noise=3.0, frame_pool=0):
+        """frame_pool > 0: make that many frames once and cycle through them, so that
+        a benchmark measures the agent rather than numpy's noise generator (a real
+        sensor delivers frames at a fixed rate in hardware)."""
         if width < 64 or height < 64:
             raise CameraError("fake camera frames must be at least 64x64")
         self.width = width
@@ -27,10 +30,22 @@ class FakeCamera:
         self.frame_index = 0
         self.pre_callback = None
         self.channel_order = "RGB"
+        self._pool = [self._make_frame() for _ in range(frame_pool)]
+        self.frame_index = 0
         # Recorded with every frame: a fake camera is a test bench, never evidence.
         self.origin = {"kind": "camera", "camera": "fake", "sensor": "synthetic-test-scenes", "lab": True}
 
     def capture_array(self):
+        if self._pool:
+            out = self._pool[self.frame_index % len(self._pool)].copy()
+            self.frame_index += 1
+        else:
+            out = self._make_frame()
+        if self.pre_callback is not None:
+            self.pre_callback(out)
+        return out
+
+    def _make_frame(self):
         rng = np.random.default_rng((self.seed, self.frame_index))
         h, w = self.height, self.width
         y = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None]
@@ -47,8 +62,6 @@ class FakeCamera:
             frame += rng.normal(0, self.sensor_noise, size=(h, w, 1)).astype(np.float32)
         out = np.clip(frame, 0, 255).astype(np.uint8)
         self.frame_index += 1
-        if self.pre_callback is not None:
-            self.pre_callback(out)
         return out
 
     def close(self):

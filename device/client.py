@@ -120,10 +120,10 @@ class AgentClient:
                 raise ValueError("frame must be an HxWx3 or HxWx4 uint8 array, got %s %s" % (frame.dtype, frame.shape))
             height, width, depth = frame.shape
             pixel_format = {3: "%s888", 4: "%sX8888"}[depth] % channel_order
-            data = np.ascontiguousarray(frame).tobytes()
+            data = memoryview(np.ascontiguousarray(frame)).cast("B")  # sent as it lies in memory: no copy
             stride = width * depth
         else:
-            data = bytes(frame)
+            data = memoryview(frame).cast("B")
         header = {"type": "submit", "encoding": "raw", "source": source, "client": self.client,
                   "width": width, "height": height, "pixel_format": pixel_format}
         if stride is not None:

@@ -60,6 +60,8 @@ SCHEMA = {
                 "test bench: allows the fake camera; every record and manifest says lab"),
         "queue_depth": (4, _positive_int, "a positive integer",
                         "frames waiting to be sealed before clients are held back"),
+        "prepare_workers": (2, _positive_int, "a positive integer",
+                            "threads that classify, label and encode frames side by side (the slowest stage)"),
         "busy_timeout_s": (10, _positive_int, "a positive integer (seconds)",
                            "how long a client waits for room in a full queue before 'busy'"),
         "max_clients": (8, _positive_int, "a positive integer", "concurrent socket connections"),
@@ -75,6 +77,9 @@ SCHEMA = {
                       "fake camera: scene seed"),
         "fake_sensor_noise": (3.0, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
                               "a number >= 0", "fake camera: noise sigma; 0 gives clean renders"),
+        "fake_frame_pool": (0, lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 16,
+                            "an integer from 0 to 16", "fake camera: cycle this many pre-made frames (0: "
+                            "make each frame; benchmarks use a pool so they time the agent, not the fake sensor)"),
     },
     "classifier": {
         "model": (SHIPPED, _path, "'shipped', 'none' or a path to an int8 .tflite file",
@@ -189,3 +194,26 @@ def documented_keys():
     for section, keys in SCHEMA.items():
         for key, (default, check, allowed, doc) in keys.items():
             yield section, key, default, allowed or check.allowed, doc
+
+
+def example_text():
+    """device/deploy/agent.example.toml, generated from SCHEMA so the two never drift
+    (tests/test_agent.py checks the shipped file against this)."""
+    lines = ["# synthseal agent configuration (TOML): /etc/synthseal/agent.toml by default.",
+             "# Every key is optional; the value shown is the default. The agent checks this file at",
+             "# start and refuses to run, with one line naming the key, if anything is wrong.",
+             "# Regenerate: python -c 'from synthseal.device.config import example_text; print(example_text(), end=\"\")'",
+             ""]
+    current = None
+    for section, key, default, allowed, doc in documented_keys():
+        if section != current:
+            lines.append("[%s]" % section)
+            current = section
+        if isinstance(default, bool):
+            value = "true" if default else "false"
+        elif isinstance(default, str):
+            value = '"%s"' % default
+        else:
+            value = repr(default)
+        lines += ["# %s%s. Allowed: %s." % (doc[0].upper(), doc[1:], allowed), "%s = %s" % (key, value), ""]
+    return "\n".join(lines)

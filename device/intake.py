@@ -78,6 +78,8 @@ def _decode_raw(header, data):
         raise IntakeError("a %dx%d %s frame with stride %d is %d bytes, got %d (truncated or wrong size?)"
                           % (width, height, pixel_format, stride, stride * height, len(data)))
     buffer = np.frombuffer(data, dtype=np.uint8)
+    if bytes_per_pixel == 3 and stride == width * 3:
+        return buffer[:height * stride].reshape(height, width, 3), channel_order  # the received bytes, no copy
     rows = np.lib.stride_tricks.as_strided(buffer, shape=(height, width, bytes_per_pixel),
                                            strides=(stride, bytes_per_pixel, 1), writeable=False)
     return np.ascontiguousarray(rows[:, :, :3]), channel_order

@@ -28,11 +28,11 @@ class ConnectionClosed(ConnectionError):
 
 def send_message(sock, header, data=b""):
     header = dict(header)
-    if data:
+    if len(data):
         header["data_length"] = len(data)
     text = json.dumps(header, ensure_ascii=False).encode()
     sock.sendall(_LENGTH.pack(len(text)) + text)
-    if data:
+    if len(data):
         sock.sendall(data)
 
 

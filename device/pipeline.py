@@ -3,14 +3,16 @@ through three overlapping stages, so the sustained rate approaches the slowest s
 rather than the sum of all of them:
 
     producers (camera thread, one thread per socket client)
-        -> [bounded queue] -> prepare: classify, decide, visible label, JPEG encode
-        -> [bounded queue] -> seal:    ProduceID, implicit label, C2PA, temporary file,
-                                        audit record, rename into place
+        -> [bounded queue] -> prepare (N workers): classify, decide, visible label, JPEG
+        -> [reorder, bounded] -> seal (1 thread): ProduceID, implicit label, C2PA,
+                                  temporary file, audit record, rename into place
 
-One prepare thread and one seal thread. The seal stage is the only code that appends
-to the log, so sequence numbers follow the order frames reach it, and a failed frame
-never leaves a gap. JPEG encoding, TFLite, the C2PA signer and fsync all release the
-GIL, which is what lets the stages overlap on a multi-core Pi.
+Prepare is the slowest stage (the JPEG encode of a 12-megapixel frame), so it runs on
+several workers; each frame carries a ticket taken when it was queued, and the seal
+stage takes frames strictly in ticket order, so the log's order is the order frames
+arrived. The seal stage is the only code that appends to the log: a failed frame never
+leaves a gap in the sequence. JPEG encoding, TFLite, the C2PA signer and fsync release
+the GIL, which is what lets the stages overlap on a multi-core Pi.
 
 Back-pressure: submit() waits for room in the first queue up to a timeout and then
 raises PipelineBusy, which the client is told about; nothing is ever dropped silently.
@@ -40,6 +42,8 @@ class Job:
         self.origin = origin
         self.channel_order = channel_order
         self.prepared = None
+        self.ticket = None
+        self.prepare_error = None
         self.enqueued = time.monotonic()
         self.done = threading.Event()
         self.result = None
@@ -63,23 +67,32 @@ _STOP = object()
 
 
 class SealPipeline:
-    def __init__(self, sealer, out_dir, depth=4, on_sealed=None):
+    def __init__(self, sealer, out_dir, depth=4, prepare_workers=2, on_sealed=None):
         self.sealer = sealer
         self.out_dir = out_dir
         self.depth = depth
         self._on_sealed = on_sealed
         self._incoming = queue.Queue(maxsize=depth)
-        self._prepared = queue.Queue(maxsize=max(1, depth // 2))
+        # Prepared frames waiting for their turn at the seal stage, by ticket; bounded so
+        # that fast workers cannot run ahead of the seal stage without limit.
+        self._ready = {}
+        self._ready_limit = max(depth, prepare_workers)
+        self._ready_changed = threading.Condition()
+        self._issued = 0  # tickets handed out so far
+        self._ticket_lock = threading.Lock()
+        self._next_to_seal = 0
         self._stopping = False
         self.stats = {"sealed": 0, "failed": 0, "busy": 0, "last_error": None}
         self._stats_lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._prepare_loop, name="seal-prepare", daemon=True),
-                         threading.Thread(target=self._seal_loop, name="seal-commit", daemon=True)]
-        for thread in self._threads:
+        self._workers = [threading.Thread(target=self._prepare_loop, name="seal-prepare-%d" % n, daemon=True)
+                         for n in range(prepare_workers)]
+        self._sealer_thread = threading.Thread(target=self._seal_loop, name="seal-commit", daemon=True)
+        for thread in self._workers + [self._sealer_thread]:
             thread.start()
 
     def queue_depth(self):
-        return self._incoming.qsize() + self._prepared.qsize()
+        with self._ready_changed:
+            return self._incoming.qsize() + len(self._ready)
 
     def submit(self, frame, declared_source, origin, channel_order="RGB", timeout=10.0):
         """Queue one frame; return its Job. Waits up to `timeout` s for room, then
@@ -87,9 +100,20 @@ class SealPipeline:
         if self._stopping:
             raise PipelineStopped("the agent is stopping")
         job = Job(frame, declared_source, origin, channel_order)
-        try:
-            self._incoming.put(job, timeout=timeout)
-        except queue.Full:
+        # The ticket is taken and the job queued under one lock, so tickets reach the
+        # queue in order; a frame refused as busy leaves an empty slot for its ticket.
+        with self._ticket_lock:
+            job.ticket = self._issued
+            self._issued += 1
+            try:
+                self._incoming.put(job, timeout=timeout)
+                refused = False
+            except queue.Full:
+                refused = True
+                with self._ready_changed:
+                    self._ready[job.ticket] = None
+                    self._ready_changed.notify_all()
+        if refused:
             with self._stats_lock:
                 self.stats["busy"] += 1
             raise PipelineBusy("the agent's queue of %d frames stayed full for %.0f s; "
@@ -100,21 +124,35 @@ class SealPipeline:
         while True:
             job = self._incoming.get()
             if job is _STOP:
-                self._prepared.put(_STOP)
                 return
             try:
                 job.prepared = self.sealer.prepare(job.frame, job.declared_source, job.channel_order, job.origin)
             except Exception as err:  # one bad frame never stops the stage
-                self._fail(job, err)
-                continue
+                job.prepare_error = err
             job.frame = None
-            self._prepared.put(job)
+            with self._ready_changed:
+                # Wait while the reorder buffer is full, unless this is the frame the seal
+                # stage waits for (else a full buffer of later frames would deadlock).
+                while len(self._ready) >= self._ready_limit and job.ticket != self._next_to_seal:
+                    self._ready_changed.wait()
+                self._ready[job.ticket] = job
+                self._ready_changed.notify_all()
 
     def _seal_loop(self):
         while True:
-            job = self._prepared.get()
-            if job is _STOP:
-                return
+            with self._ready_changed:
+                while self._next_to_seal not in self._ready:
+                    if self._stopping and self._next_to_seal >= self._issued:
+                        return
+                    self._ready_changed.wait(0.2)
+                job = self._ready.pop(self._next_to_seal)
+                self._next_to_seal += 1
+                self._ready_changed.notify_all()
+            if job is None:  # a frame refused as busy
+                continue
+            if job.prepare_error is not None:
+                self._fail(job, job.prepare_error)
+                continue
             try:
                 signed = self.sealer.sign(job.prepared, self.sealer.log.next_seq, self.out_dir)
                 result = self.sealer.commit(signed)
@@ -139,6 +177,7 @@ class SealPipeline:
     def stop(self, timeout=30.0):
         """Seal what is queued, then stop the stages."""
         self._stopping = True
-        self._incoming.put(_STOP)
-        for thread in self._threads:
+        for _ in self._workers:
+            self._incoming.put(_STOP)
+        for thread in self._workers + [self._sealer_thread]:
             thread.join(timeout)

@@ -1,8 +1,10 @@
 """`make bench`: the per-frame seal cost on a Pi HQ camera frame (4056x3040), against
 its physical floor (SHA-256 of the same bytes: every seal must at least read them
 once) and against c2pa-python signing the same file with its default settings, all
-in one run on one machine; and the scene classifier's latency (int8 at 1 and 2
-threads, float32 of the same network) and size. Medians of several runs; JSON out.
+in one run on one machine; the scene classifier's latency (int8 at 1 and 2
+threads, float32 of the same network) and size; and the agent's sustained seals per
+second through its pipeline (firmware_tools/bench_agent.py). Medians of several runs;
+JSON out.
 """
 
 import argparse
@@ -22,6 +24,7 @@ from ..device.camera import FakeCamera
 from ..device.classifier import Classifier
 from ..device.seal import JPEG_QUALITY, Sealer
 from ..device.state import DeviceState
+from .bench_agent import bench_agent
 from .model.bench_classifier import bench_classifier, median_ms
 from ..host import ca
 
@@ -86,14 +89,19 @@ def bench_seal(runs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m synthseal.firmware_tools.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--runs", type=int, default=9, help="timed runs per measurement (default: %(default)s)")
+    parser.add_argument("--agent-frames", type=int, default=16,
+                        help="frames per agent throughput measurement, 0 to skip it (default: %(default)s)")
     args = parser.parse_args(argv)
     report = {"machine": {"python": platform.python_version(), "machine": platform.machine(),
                           "c2pa_sdk": c2pa.sdk_version()},
               "seal": bench_seal(args.runs),
               "classifier": bench_classifier()}
+    if args.agent_frames:
+        report["agent"] = bench_agent(args.agent_frames, runs=max(3, args.runs // 2))
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

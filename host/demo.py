@@ -6,12 +6,10 @@ frames; the host tool pulls the log over a virtual serial link made of real
 pseudo-terminals, which the agent serves.
 """
 
-import json
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from . import ca
@@ -22,6 +20,7 @@ from .simlink import VirtualSerialLink
 from .verify import verify_file
 from ..device.camera import FakeCamera
 from ..device.client import AgentClient
+from ..device.launch import AgentProcess, write_config
 
 DEMO_MARKER = ".synthseal-demo"
 SERIAL = "DEMO-0001"
@@ -38,36 +37,22 @@ def _device(state, *args):
 
 
 def _write_config(path, state, files, socket_path, port, sensor_noise, seed):
-    path.write_text(
-        "# written by `synthseal-host demo`: a lab bench, so the fake camera may run\n"
-        "[agent]\nstate_dir = %s\noutput_dir = %s\nsocket = %s\nlab = true\n"
-        "[camera]\nsource = \"fake\"\nwidth = 1280\nheight = 960\nfake_sensor_noise = %s\nfake_seed = %d\n"
-        "[serial]\nport = %s\n"
-        % (json.dumps(str(state)), json.dumps(str(files)), json.dumps(str(socket_path)), float(sensor_noise), seed,
-           json.dumps(port)))
+    write_config(path, {
+        "agent": {"state_dir": str(state), "output_dir": str(files), "socket": str(socket_path),
+                  "lab": True},  # a lab bench: the fake camera may run, and every record says so
+        "camera": {"source": "fake", "width": 1280, "height": 960, "fake_sensor_noise": float(sensor_noise),
+                   "fake_seed": seed},
+        "serial": {"port": port},
+    })
 
 
-class _AgentProcess:
-    def __init__(self, config, log_path):
-        offset = Path(log_path).stat().st_size if Path(log_path).exists() else 0
-        self._log = open(log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "synthseal.device.cli", "run", "--config", str(config)],
-                                        stdout=self._log, stderr=self._log)
-        self._log_path = log_path
-        deadline = time.monotonic() + 60
-        while b"agent ready" not in Path(log_path).read_bytes()[offset:]:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the agent did not start: %s" % Path(log_path).read_text(errors="replace"))
-            time.sleep(0.05)
-        # Say so when the agent runs without its classifier (e.g. a host-only install).
-        for line in Path(log_path).read_bytes()[offset:].decode(errors="replace").splitlines():
-            if line.startswith("warning:"):
-                print("    agent %s" % line)
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(30)
-        self._log.close()
+def _start_agent(config, agent_log):
+    agent = AgentProcess(config, agent_log).start()
+    # Say so when the agent runs without its classifier (e.g. a host-only install).
+    for line in agent.output_since_start().splitlines():
+        if line.startswith("warning:"):
+            print("    agent %s" % line)
+    return agent
 
 
 def _print_results(results, indent="    "):
@@ -110,7 +95,7 @@ def run_demo(out, frames=6):
             _step(3, "Device: the agent starts as its own process (lab mode: fake camera), owns the state, "
                      "serves its socket and the serial port")
             _write_config(config, state, files, socket_dir / "agent.sock", link.device_port, 3, 0)
-            agent = _AgentProcess(config, agent_log)
+            agent = _start_agent(config, agent_log)
             try:
                 print("    config %s; agent log %s" % (config, agent_log))
                 _step(4, "Device: %d frames in turn: rig render and composite from a rig client over the socket, "
@@ -130,7 +115,7 @@ def run_demo(out, frames=6):
             _step(5, "Device: the camera now films a monitor showing a render (2 clean frames, declared as real "
                      "captures); the agent restarts and its classifier catches them")
             _write_config(config, state, files, socket_dir / "agent.sock", link.device_port, 0, 1)
-            agent = _AgentProcess(config, agent_log)
+            agent = _start_agent(config, agent_log)
             try:
                 with AgentClient(socket_dir / "agent.sock", client="demo-cli") as client:
                     _print_results([o["result"] for o in client.capture(2, "capture")["results"]])

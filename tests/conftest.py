@@ -2,18 +2,15 @@
 service on a virtual serial link. Everything is real: keys, certificates, c2pa,
 SQLite, pseudo-terminals."""
 
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from synthseal.device.camera import FakeCamera
+from synthseal.device.launch import AgentProcess, write_config
 from synthseal.device.seal import Sealer
 from synthseal.device.service import serve
 from synthseal.device.state import DeviceState
@@ -104,10 +101,11 @@ def service_for():
         service.close()
 
 
-class RunningAgent:
+class RunningAgent(AgentProcess):
     """`synthseal-device run` as its own process, as systemd would start it, with a
-    configuration written for the test. The socket lives in a short folder of its own
-    (a Unix socket path is limited to 107 bytes)."""
+    configuration written for the test: lab bench, small fake camera, no classifier, no
+    serial port unless asked. The socket lives in a short folder of its own (a Unix
+    socket path is limited to 107 bytes)."""
 
     def __init__(self, state_dir, out_dir, **sections):
         self.socket_dir = Path(tempfile.mkdtemp(prefix="ss-"))
@@ -119,67 +117,19 @@ class RunningAgent:
                   "classifier": {"model": "none"}, "serial": {"port": ""}}
         for section, values in sections.items():
             config.setdefault(section, {}).update(values)
-        self.config_path = self.socket_dir / "agent.toml"
-        self.config_path.write_text(_toml(config))
-        self.stderr_path = self.socket_dir / "agent.stderr"
-        self.process = None
-
-    def start(self, wait=True, timeout=60):
-        self._ready_from = self.stderr_path.stat().st_size if self.stderr_path.exists() else 0
-        self.stderr_file = open(self.stderr_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "synthseal.device.cli", "run",
-                                         "--config", str(self.config_path)],
-                                        stdout=subprocess.DEVNULL, stderr=self.stderr_file)
-        if wait:
-            self.wait_ready(timeout)
-        return self
-
-    def wait_ready(self, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError("agent exited %s: %s" % (self.process.returncode, self.stderr()))
-            if b"agent ready" in self.stderr_path.read_bytes()[self._ready_from:]:
-                return
-            time.sleep(0.05)
-        raise AssertionError("agent not ready in %s s: %s" % (timeout, self.stderr()))
+        write_config(self.socket_dir / "agent.toml", config)
+        super().__init__(self.socket_dir / "agent.toml", self.socket_dir / "agent.log")
 
     def stderr(self):
-        return self.stderr_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def client(self, name="test-client", timeout=120):
         from synthseal.device.client import AgentClient
         return AgentClient(self.socket, client=name, timeout=timeout)
 
-    def kill(self):
-        self.process.kill()
-        self.process.wait()
-        self.stderr_file.close()
-
-    def stop(self, timeout=30):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if self.process is not None:
-            self.stderr_file.close()
-
     def close(self):
         self.stop()
         shutil.rmtree(self.socket_dir, ignore_errors=True)
-
-
-def _toml(config):
-    import json
-    lines = []
-    for section, values in config.items():
-        lines.append("[%s]" % section)
-        for key, value in values.items():
-            lines.append("%s = %s" % (key, ("true" if value else "false") if isinstance(value, bool)
-                                      else json.dumps(value)))
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture

@@ -251,7 +251,9 @@ def test_a_label_text_without_the_gb45438_elements_is_refused_at_start(state_dir
 
 
 def test_the_shipped_example_configuration_documents_every_key_and_parses():
+    from synthseal.device.config import example_text
     text = (DEPLOY / "agent.example.toml").read_text()
+    assert text == example_text(), "regenerate device/deploy/agent.example.toml from the schema"
     import tomllib
     raw = tomllib.loads(text)
     assert {(s, k) for s in raw for k in raw[s]} == {(s, k) for s in SCHEMA for k in SCHEMA[s]}
@@ -388,7 +390,7 @@ class _SlowSealer:
 def test_a_full_queue_holds_clients_back_then_says_busy_and_drops_nothing():
     from synthseal.device.pipeline import PipelineBusy, SealPipeline
     sealer = _SlowSealer()
-    pipeline = SealPipeline(sealer, "unused", depth=2)
+    pipeline = SealPipeline(sealer, "unused", depth=2, prepare_workers=1)
     try:
         jobs = [pipeline.submit(n, "rig", {}, timeout=5) for n in range(3)]  # 1 in prepare, 2 queued
         started = time.monotonic()
@@ -400,6 +402,30 @@ def test_a_full_queue_holds_clients_back_then_says_busy_and_drops_nothing():
         assert [job.wait(10)["seq"] for job in jobs] == [0, 1, 2]  # every accepted frame, in order
     finally:
         sealer.gate.set()
+        pipeline.stop()
+
+
+class _JitterySealer(_SlowSealer):
+    """Prepare steps of random length, so parallel workers finish out of order."""
+
+    def prepare(self, frame, source, channel_order, origin):
+        time.sleep(random.Random(frame).uniform(0, 0.02))
+        return {"n": frame}
+
+
+def test_parallel_prepare_workers_still_seal_in_arrival_order():
+    from synthseal.device.pipeline import SealPipeline
+    pipeline = SealPipeline(_JitterySealer(), "unused", depth=4, prepare_workers=3)
+    try:
+        jobs = [pipeline.submit(n, "rig", {}, timeout=5) for n in range(40)]
+        assert [job.wait(10)["seq"] for job in jobs] == list(range(40))
+        order = []
+        pipeline._on_sealed = lambda result: order.append(result["seq"])
+        more = [pipeline.submit(n, "rig", {}, timeout=5) for n in range(40, 60)]
+        for job in more:
+            job.wait(10)
+        assert order == list(range(40, 60))
+    finally:
         pipeline.stop()
 
 
