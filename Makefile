@@ -16,10 +16,11 @@ help:
 
 setup: $(VENV)/.stamp-python .stamp-apt node_modules/.stamp-npm
 
-# Debian packages: exiftool is the external reader of the TC260 XMP label in tests.
+# Debian packages: exiftool is the external reader of the TC260 XMP label in tests;
+# systemd's systemd-analyze checks the shipped unit.
 .stamp-apt:
-	@command -v exiftool >/dev/null || { $(SUDO) apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libimage-exiftool-perl; }
+	@command -v exiftool >/dev/null && command -v systemd-analyze >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libimage-exiftool-perl systemd; }
 	@touch $@
 
 # Debian's own python3 ships venv/ensurepip separately (python3-venv).

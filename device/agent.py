@@ -312,7 +312,7 @@ class Agent:
             while not self.stop_event.is_set():
                 conn.settimeout(IDLE_TIMEOUT_S)
                 try:
-                    header, data = recv_message(conn, self.config.agent_max_frame_bytes)
+                    header, data = recv_message(conn, self.config.agent_max_frame_bytes, TRANSFER_TIMEOUT_S)
                 except LocalProtocolError as err:
                     send_message(conn, {"type": "error", "ok": False, "error": {"code": "bad_message",
                                                                                "message": str(err)}})

@@ -48,16 +48,19 @@ def _recv_exactly(sock, n, into=None):
     return buffer
 
 
-def recv_message(sock, max_data_bytes=0):
+def recv_message(sock, max_data_bytes=0, transfer_timeout=None):
     """Read one message; return (header dict, data bytes). A header or data larger than
     allowed, or a header that is not a JSON object, raises LocalProtocolError before
-    anything large is read or allocated."""
+    anything large is read or allocated. transfer_timeout: once a message has begun,
+    each read may wait this long (the socket's own timeout applies to its first bytes)."""
     try:
         (length,) = _LENGTH.unpack(_recv_exactly(sock, 4))
     except ConnectionClosed as err:
         if "after 0 of" in str(err):
             raise ConnectionClosed("closed") from None
         raise
+    if transfer_timeout is not None:
+        sock.settimeout(transfer_timeout)
     if length == 0 or length > MAX_HEADER_BYTES:
         raise LocalProtocolError("header of %d bytes; headers are 1 to %d bytes" % (length, MAX_HEADER_BYTES))
     try:
