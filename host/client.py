@@ -99,7 +99,7 @@ class DeviceClient:
                     raise HostError("device answered with unexpected message type 0x%02x" % r_type)
                 return r_body
         raise HostError("device on %s did not answer (%s); check the cable and that the agent runs "
-                        "`synthseal-device serve`" % (getattr(self.transport, "port", "the link"), last_problem))
+                        "(`synthseal-device status` on the device shows its serial port)" % (getattr(self.transport, "port", "the link"), last_problem))
 
     def info(self):
         try:
