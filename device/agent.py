@@ -15,6 +15,7 @@ Local clients talk to it over a Unix socket (docs/AGENT.md): status, capture req
 for its own camera, and intake of frames from a rig, which are sealed as synthetic only.
 """
 
+import errno
 import grp
 import os
 import queue
@@ -27,18 +28,17 @@ from pathlib import Path
 
 from . import __version__
 from .config import SHIPPED, check_label_text_for
-from .core import policy
-from .intake import IntakeError, client_name, decode_frame, declared_source
+from .core import logrecord, policy
+from .intake import IntakeError, client_name, decode_frame, declared_source, decoded_bytes
 from .local_protocol import (PROTOCOL_VERSION, ConnectionClosed, LocalProtocolError, peer_credentials,
                              recv_message, send_message)
 from .pipeline import PipelineBusy, PipelineStopped, SealPipeline
 from .reconcile import reconcile
-from .seal import SealError, Sealer
-from .state import DeviceState, DeviceStateError
+from .seal import SealError, Sealer, staging_dir
+from .state import DeviceState, DeviceStateError, DirectoryLock
 
 MAX_CAPTURE_FRAMES = 100
-IDLE_TIMEOUT_S = 300       # a client silent this long between messages is disconnected
-TRANSFER_TIMEOUT_S = 30    # ... and one that stalls this long inside a message
+OVERFLOW_TIMEOUT_S = 5     # the extra connection taken when all slots are in use: status only
 SERIAL_RETRY_S = 5
 
 
@@ -73,6 +73,11 @@ class Agent:
         self.serial_status = {"port": config.serial_port or None, "state": "off" if not config.serial_port else "starting",
                               "error": None}
         self.classifier_warning = None
+        self.camera_error = None
+        self._socket_gid = None
+        self._socket_path = None
+        self._output_lock = DirectoryLock(self.out_dir, staging_dir(self.out_dir) / "agent.pid", "output folder")
+        self._memory = _MemoryBudget(config.agent_intake_memory_bytes)
 
     # -- start and stop -------------------------------------------------------------
     def start(self):
@@ -81,17 +86,75 @@ class Agent:
         except DeviceStateError as err:
             raise AgentError(str(err))
         check_label_text_for(state_config, self.config.path)
+        self._preflight()
         self.state.own()  # refuses, naming the PID, while another process owns the state
         try:
+            self._output_lock.acquire()  # and the output folder: another agent's repairs must never touch ours
             self._start_owned()
         except BaseException:
             self.close()
             raise
 
+    def _preflight(self):
+        """Everything about the configuration that can be checked before the state is
+        touched: a bad folder or socket setting leaves the log and output as they were."""
+        c, where = self.config, self.config.path
+        state, out = self.state.directory.resolve(), self.out_dir.resolve()
+        private = [state / name for name in ("keys", "certs", "log", "quarantine")]
+        if out == state or out in state.parents or any(out == p or p in out.parents for p in private):
+            raise AgentError("%s: agent.output_dir %s must not be, contain or lie in the state folder's keys, "
+                             "certs, log or quarantine (%s): the output folder is published, the state holds "
+                             "the keys" % (where, out, state))
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.out_dir / (".write-probe-%d" % os.getpid())
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise AgentError("%s: agent.output_dir %s is not a writable folder (%s)%s" % (
+                where, self.out_dir, err.strerror or err,
+                "; under systemd, list it in ReadWritePaths=" if err.errno == errno.EROFS else ""))
+        socket_path = Path(c.agent_socket)
+        if len(str(socket_path).encode()) > 107:
+            raise AgentError("%s: agent.socket %s is longer than a Unix socket path may be (107 bytes)"
+                             % (where, socket_path))
+        try:
+            socket_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise AgentError("%s: agent.socket: cannot create its folder %s (%s)"
+                             % (where, socket_path.parent, err.strerror or err))
+        if c.agent_socket_group:
+            try:
+                self._socket_gid = grp.getgrnam(c.agent_socket_group).gr_gid
+            except KeyError:
+                raise AgentError("%s: agent.socket_group %r: no such group" % (where, c.agent_socket_group))
+        self._check_socket_free(socket_path)
+
+    def _check_socket_free(self, path):
+        """A socket at the configured path may be a live agent's (of another state): never
+        take it over. Only one that does not answer is a dead agent's, and replaced."""
+        if path.is_socket():
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            probe.settimeout(2)
+            try:
+                probe.connect(str(path))
+            except OSError:
+                return  # nobody listens: a dead agent's socket
+            finally:
+                probe.close()
+            raise AgentError("%s: agent.socket %s is in use by another running agent; give each agent its own "
+                             "socket" % (self.config.path, path))
+        if path.exists() or path.is_symlink():
+            raise AgentError("%s: agent.socket %s exists and is not a socket; choose another path"
+                             % (self.config.path, path))
+
     def _start_owned(self):
         log = self.state.log()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.repairs = reconcile(log, self.out_dir, self.state.directory / "quarantine")
+        log_end = log.next_seq  # before this start's own repair records
+        if getattr(log, "torn_tail", None):
+            self._keep_torn_tail(log)
+        self.repairs += reconcile(log, self.out_dir, self.state.directory / "quarantine",
+                                  serial=self.state.config()["serial"], log_end=log_end)
         for repair in self.repairs:
             self._log_line("repaired at start: %s %s" % (repair["repair"], repair["file"]))
         if self.state.is_provisioned():
@@ -104,8 +167,13 @@ class Agent:
             self._log_line("device not provisioned yet: no content-signing certificate; captures and intake "
                            "are refused until it is installed")
         if self.config.camera_source != "none" and self.pipeline is not None:
-            self.camera = self._open_camera()
-            self._spawn(self._camera_loop, "camera")
+            try:
+                self.camera = self._open_camera()
+                self._spawn(self._camera_loop, "camera")
+            except Exception as err:  # no camera: the log and the serial service keep running
+                self.camera_error = "%s: %s" % (type(err).__name__, err)
+                self._log_line("warning: camera not available: %s; capture requests are refused, the log "
+                               "and the serial port are served" % self.camera_error)
         if self.config.serial_port:
             self._spawn(self._serial_loop, "serial")
         self._listener = self._open_socket()
@@ -113,6 +181,16 @@ class Agent:
         _notify_systemd("READY=1")
         self._log_line("agent ready: pid %d, state %s, socket %s%s" % (
             os.getpid(), self.state.directory, self.config.agent_socket, ", LAB MODE" if self.config.agent_lab else ""))
+
+    def _keep_torn_tail(self, log):
+        """The log cut a torn tail at open (its bytes were kept first): log the cut."""
+        offset, data = log.torn_tail
+        kept = self.state.torn_tail_file
+        repair = {"repair": "torn-log-tail-cut", "offset": offset, "bytes": len(data), "kept_as": kept.name,
+                  "reason": "an interrupted write left an incomplete last record"}
+        log.append(int(time.time() * 1000), b"\x00" * 32, logrecord.EVENT_REPAIR, "", repair)
+        self.repairs.append(dict(repair, file=kept.name))
+        self._log_line("repaired at start: torn log tail of %d bytes kept as %s" % (len(data), kept))
 
     def _spawn(self, target, name):
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -144,30 +222,19 @@ class Agent:
 
     def _open_socket(self):
         path = Path(self.config.agent_socket)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise AgentError("cannot create the socket folder %s: %s" % (path.parent, err.strerror))
-        if len(str(path).encode()) > 107:
-            raise AgentError("agent.socket path %s is longer than a Unix socket allows (107 bytes)" % path)
-        # We hold the state lock, so a socket file left here is a dead agent's: replace it.
+        self._check_socket_free(path)  # again: checked before the state was touched, too
         if path.is_socket():
             path.unlink()
-        elif path.exists():
-            raise AgentError("agent.socket %s exists and is not a socket; choose another path" % path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o117)  # created 0660: owner and group only
         try:
             listener.bind(str(path))
         finally:
             os.umask(old_umask)
-        if self.config.agent_socket_group:
-            try:
-                os.chown(path, -1, grp.getgrnam(self.config.agent_socket_group).gr_gid)
-            except KeyError:
-                listener.close()
-                raise AgentError("agent.socket_group %r: no such group" % self.config.agent_socket_group)
+        if self._socket_gid is not None:
+            os.chown(path, -1, self._socket_gid)
         os.chmod(path, 0o660)
+        self._socket_path = path
         listener.listen(16)
         listener.settimeout(0.5)
         return listener
@@ -185,7 +252,7 @@ class Agent:
         if self._listener is not None:
             self._listener.close()
             try:
-                Path(self.config.agent_socket).unlink()
+                self._socket_path.unlink()  # ours: we bound it
             except OSError:
                 pass
             self._listener = None
@@ -195,6 +262,7 @@ class Agent:
             thread.join(5)
         if self.camera is not None:
             self.camera.close()
+        self._output_lock.release()
         self.state.release()
 
     # -- status ---------------------------------------------------------------------
@@ -246,6 +314,8 @@ class Agent:
         if self.pipeline is None:
             raise _ClientError("not_provisioned", "the device has no content-signing certificate yet")
         if self.camera is None:
+            if self.camera_error:
+                raise _ClientError("camera", "the camera is not available: %s" % self.camera_error)
             raise _ClientError("no_camera", "this agent has no camera (camera.source = 'none')")
         reply = queue.Queue()
         self._camera_requests.put((count, source, reply))
@@ -275,6 +345,7 @@ class Agent:
 
     # -- socket -----------------------------------------------------------------------
     def _accept_loop(self):
+        overflow = threading.BoundedSemaphore(1)
         while not self.stop_event.is_set():
             try:
                 conn, _ = self._listener.accept()
@@ -284,11 +355,17 @@ class Agent:
                 if self.stop_event.is_set():
                     return
                 continue
-            if not self._client_slots.acquire(blocking=False):
+            if self._client_slots.acquire(blocking=False):
+                threading.Thread(target=self._serve_client, args=(conn, self._client_slots), name="client",
+                                 daemon=True).start()
+            elif overflow.acquire(blocking=False):
+                # All slots taken (idle clients, or a flood): one more connection may still
+                # ask for status, so an operator can always see what is going on.
+                threading.Thread(target=self._serve_client, args=(conn, overflow, True), name="client-overflow",
+                                 daemon=True).start()
+            else:
                 self._refuse(conn, "busy", "the agent already serves %d clients; try again later"
                              % self.config.agent_max_clients)
-                continue
-            threading.Thread(target=self._serve_client, args=(conn,), name="client", daemon=True).start()
 
     @staticmethod
     def _refuse(conn, code, message):
@@ -299,37 +376,57 @@ class Agent:
             pass
         conn.close()
 
-    def _serve_client(self, conn):
+    def _serve_client(self, conn, slot, status_only=False):
         with self._clients_lock:
             self._clients += 1
+        held = [0]
+
+        def reserve(n):
+            self._memory.acquire(n, self.config.agent_busy_timeout_s)
+            held[0] = n
+
         try:
             pid, uid, _gid = peer_credentials(conn)
-            conn.settimeout(TRANSFER_TIMEOUT_S)
+            conn.settimeout(self.config.agent_message_timeout_s)
             send_message(conn, {"type": "hello", "agent": "synthseal-device", "protocol": PROTOCOL_VERSION,
                                 "version": __version__, "serial": self.state.config()["serial"],
                                 "max_frame_bytes": self.config.agent_max_frame_bytes,
-                                "lab": self.config.agent_lab})
+                                "lab": self.config.agent_lab, "status_only": status_only})
             while not self.stop_event.is_set():
-                conn.settimeout(IDLE_TIMEOUT_S)
+                conn.settimeout(OVERFLOW_TIMEOUT_S if status_only else self.config.agent_idle_timeout_s)
                 try:
-                    header, data = recv_message(conn, self.config.agent_max_frame_bytes, TRANSFER_TIMEOUT_S)
-                except LocalProtocolError as err:
-                    send_message(conn, {"type": "error", "ok": False, "error": {"code": "bad_message",
-                                                                               "message": str(err)}})
+                    header, data = recv_message(conn, 0 if status_only else self.config.agent_max_frame_bytes,
+                                                self.config.agent_message_timeout_s, reserve)
+                except (LocalProtocolError, _ClientError) as err:
+                    code = err.code if isinstance(err, _ClientError) else "bad_message"
+                    if status_only and code == "bad_message":
+                        code, err = "busy", "all %d client slots are in use; this connection may only ask for " \
+                                            "status" % self.config.agent_max_clients
+                    send_message(conn, {"type": "error", "ok": False, "error": {"code": code, "message": str(err)}})
                     return  # the byte stream cannot be trusted after this
+                if status_only and header.get("type") != "status":
+                    send_message(conn, {"type": "result", "id": _safe_id(header), "ok": False, "error": {
+                        "code": "busy", "message": "all %d client slots are in use; try again later"
+                                                   % self.config.agent_max_clients}})
+                    return
                 response = self._handle(header, data, {"pid": pid, "uid": uid})
                 data = None
+                self._memory.release(held[0])
+                held[0] = 0
                 send_message(conn, response)
+                if status_only:
+                    return
         except (ConnectionClosed, ConnectionError, socket.timeout, OSError):
             pass  # the client went away or stalled: nothing half-done remains (see _handle)
         finally:
+            self._memory.release(held[0])
             conn.close()
             with self._clients_lock:
                 self._clients -= 1
-            self._client_slots.release()
+            slot.release()
 
     def _handle(self, header, data, peer):
-        request_id = header.get("id")
+        request_id = _safe_id(header)
         kind = header.get("type")
         try:
             if kind == "status":
@@ -371,21 +468,69 @@ class Agent:
         try:
             source = declared_source(header)
             name = client_name(header)
-            frame, channel_order = decode_frame(header, data)
+            decoded = decoded_bytes(header, data)
         except IntakeError as err:
             raise _ClientError("bad_frame", str(err))
-        origin = {"kind": policy.ORIGIN_INTAKE, "client": name, "uid": peer["uid"], "pid": peer["pid"]}
+        if decoded > self.config.agent_max_frame_bytes:
+            raise _ClientError("bad_frame", "the image decodes to %d bytes; agent.max_frame_bytes allows %d"
+                               % (decoded, self.config.agent_max_frame_bytes))
+        self._memory.acquire(decoded, self.config.agent_busy_timeout_s)  # the decoded pixels count too
         try:
-            job = self.pipeline.submit(frame, source, origin, channel_order, timeout=self.config.agent_busy_timeout_s)
-        except PipelineBusy as err:
-            raise _ClientError("busy", str(err))
-        except PipelineStopped as err:
-            raise _ClientError("stopping", str(err))
-        del frame
-        try:
-            return {"result": _public_result(job.wait())}
-        except SealError as err:
-            raise _ClientError("seal_failed", str(err))
+            try:
+                frame, channel_order = decode_frame(header, data, self.config.agent_max_frame_bytes)
+            except IntakeError as err:
+                raise _ClientError("bad_frame", str(err))
+            origin = {"kind": policy.ORIGIN_INTAKE, "client": name, "uid": peer["uid"], "pid": peer["pid"]}
+            try:
+                job = self.pipeline.submit(frame, source, origin, channel_order,
+                                           timeout=self.config.agent_busy_timeout_s)
+            except PipelineBusy as err:
+                raise _ClientError("busy", str(err))
+            except PipelineStopped as err:
+                raise _ClientError("stopping", str(err))
+            del frame
+            try:
+                return {"result": _public_result(job.wait())}
+            except SealError as err:
+                raise _ClientError("seal_failed", str(err))
+        finally:
+            self._memory.release(decoded)
+
+
+def _safe_id(header):
+    """The request id to echo: a short string or number, else nothing."""
+    value = header.get("id")
+    if value is None or isinstance(value, bool) or isinstance(value, (int, float)) and abs(value) < 2 ** 53:
+        return value
+    if isinstance(value, str) and len(value) <= 64:
+        return value
+    return None
+
+
+class _MemoryBudget:
+    """Bytes of submitted frames held at once, over all clients: a client waits for room,
+    then is told busy, so a flood of large frames cannot exhaust a Pi's memory."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.used = 0
+        self._changed = threading.Condition()
+
+    def acquire(self, n, timeout):
+        with self._changed:
+            if n > self.limit:
+                raise _ClientError("too_large", "a frame of %d bytes exceeds agent.intake_memory_bytes (%d)"
+                                   % (n, self.limit))
+            if not self._changed.wait_for(lambda: self.used + n <= self.limit, timeout):
+                raise _ClientError("busy", "the agent holds %d bytes of submitted frames already; retry later"
+                                   % self.used)
+            self.used += n
+
+    def release(self, n):
+        if n:
+            with self._changed:
+                self.used -= n
+                self._changed.notify_all()
 
 
 def _public_result(result):

@@ -41,6 +41,8 @@ def cmd_info(args):
 def cmd_run(args):
     from .agent import Agent
     from .config import load_config
+    if args.state != DEFAULT_STATE:
+        raise ValueError("run takes its state folder from the configuration (agent.state_dir), not --state")
     config = load_config(args.config)
     config.override_classifier(args.model, args.labels)
     agent = Agent(config)

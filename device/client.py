@@ -44,7 +44,8 @@ class AgentClient:
         except PermissionError:
             self._sock.close()
             raise AgentClientError("permission", "no permission to use the agent socket %s: join the group "
-                                                 "named in the agent's socket_group" % path)
+                                                 "synthseal (or the one named in agent.socket_group) and log "
+                                                 "in again" % path)
         except ConnectionRefusedError:
             self._sock.close()
             raise AgentClientError("no_agent", "the agent socket %s does not answer: the agent is not running"
@@ -81,14 +82,25 @@ class AgentClient:
             raise AgentClientError(error.get("code", "error"), error.get("message", "refused"))
         return header
 
+    def _send(self, header, data=b""):
+        try:
+            send_message(self._sock, header, data)
+        except (BrokenPipeError, ConnectionError) as err:
+            # The agent may have refused the request from its header (too large, busy) and
+            # closed before taking the data: its answer says why.
+            try:
+                self._sock.settimeout(2)
+                self._receive()
+            except AgentClientError as refusal:
+                if refusal.code != "disconnected":
+                    raise
+            raise AgentClientError("disconnected", "the agent closed the connection: %s" % err) from None
+
     def request(self, header, data=b""):
         """Send one request; return the agent's result header (raises AgentClientError
         when the agent says ok = false)."""
         header = dict(header, id=next(self._ids))
-        try:
-            send_message(self._sock, header, data)
-        except (BrokenPipeError, ConnectionError) as err:
-            raise AgentClientError("disconnected", "the agent closed the connection: %s" % err) from None
+        self._send(header, data)
         answer = self._receive()
         if not answer.get("ok"):
             error = answer.get("error") or {}
@@ -103,7 +115,7 @@ class AgentClient:
         of per-frame outcomes ({"ok": True, "result": {...}} or {"ok": False, "error": ...});
         raises AgentClientError if the request as a whole failed before any frame."""
         header = dict(type="capture", frames=frames, source=source, id=next(self._ids))
-        send_message(self._sock, header)
+        self._send(header)
         answer = self._receive()
         if "results" not in answer:
             error = answer.get("error") or {}

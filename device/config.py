@@ -64,9 +64,16 @@ SCHEMA = {
                             "threads that classify, label and encode frames side by side (the slowest stage)"),
         "busy_timeout_s": (10, _positive_int, "a positive integer (seconds)",
                            "how long a client waits for room in a full queue before 'busy'"),
-        "max_clients": (8, _positive_int, "a positive integer", "concurrent socket connections"),
+        "idle_timeout_s": (60, _positive_int, "a positive integer (seconds)",
+                           "a client silent this long between requests is disconnected"),
+        "message_timeout_s": (30, _positive_int, "a positive integer (seconds)",
+                              "a request, frame included, must arrive whole within this long once begun"),
+        "max_clients": (8, _positive_int, "a positive integer",
+                        "concurrent socket connections (one more may always ask for status)"),
         "max_frame_bytes": (64 << 20, _positive_int, "a positive integer (bytes)",
-                            "largest frame a client may submit"),
+                            "largest frame a client may submit, raw or decoded (4056x3040 RGBX is 47 MiB)"),
+        "intake_memory_bytes": (128 << 20, _positive_int, "a positive integer (bytes)",
+                                "submitted frame bytes held at once over all clients; more wait, then get 'busy'"),
     },
     "camera": {
         "source": ("picamera2", _one_of("picamera2", "fake", "none"), None,
@@ -166,11 +173,6 @@ def _check_together(config):
         raise ConfigError("%s: camera.source = 'fake' needs agent.lab = true: the fake camera is for test "
                           "benches only, and every record it makes says lab" % path)
     _check_classifier_files(config, path)
-    out, state = Path(config.agent_output_dir).resolve(), Path(config.agent_state_dir).resolve()
-    private = [state / name for name in ("keys", "certs", "log")]
-    if out == state or any(out == p or p in out.parents for p in private):
-        raise ConfigError("%s: agent.output_dir must not be the state folder or one of its key, certificate "
-                          "or log folders" % path)
 
 
 def _check_classifier_files(config, where):

@@ -11,6 +11,7 @@ real capture (policy.check_origin).
 """
 
 import io
+import warnings
 
 import numpy as np
 from PIL import Image
@@ -51,13 +52,26 @@ def declared_source(header):
     return source
 
 
-def decode_frame(header, data):
-    """Return (frame, channel_order) from a submit header and its data."""
+def decoded_bytes(header, data):
+    """The memory the decoded frame will take (HxWx3), read from an encoded image's
+    header without decoding it; 0 for raw frames, which are used in place."""
+    encoding = header.get("encoding", "raw")
+    if encoding not in ENCODED_FORMATS:
+        return 0
+    width, height = _open_image(encoding, data).size
+    _check_sides(width, height)
+    return width * height * 3
+
+
+def decode_frame(header, data, max_decoded_bytes):
+    """Return (frame, channel_order) from a submit header and its data. An encoded image
+    is refused from its header alone if it would decode to more than max_decoded_bytes:
+    a small PNG can describe gigabytes of pixels."""
     encoding = header.get("encoding", "raw")
     if encoding == "raw":
         return _decode_raw(header, data)
     if encoding in ENCODED_FORMATS:
-        return _decode_image(encoding, data), "RGB"
+        return _decode_image(encoding, data, max_decoded_bytes), "RGB"
     raise IntakeError("encoding must be 'raw', 'jpeg' or 'png', got %r" % (encoding,))
 
 
@@ -85,16 +99,34 @@ def _decode_raw(header, data):
     return np.ascontiguousarray(rows[:, :, :3]), channel_order
 
 
-def _decode_image(encoding, data):
+def _open_image(encoding, data):
     try:
-        image = Image.open(io.BytesIO(data), formats=[ENCODED_FORMATS[encoding]])
-        width, height = image.size
-        if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
-            raise IntakeError("image of %dx%d pixels; each side must be %d to %d" % (width, height, MIN_SIDE, MAX_SIDE))
-        image = image.convert("RGB")  # decodes; a truncated file fails here
-    except IntakeError:
-        raise
+        return Image.open(io.BytesIO(data), formats=[ENCODED_FORMATS[encoding]])
     except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise IntakeError("not a readable %s image: %s" % (encoding, str(err).splitlines()[0] if str(err) else
-                                                           type(err).__name__)) from None
+        raise IntakeError("not a readable %s image: %s" % (encoding, _first_line(err))) from None
+
+
+def _check_sides(width, height):
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        raise IntakeError("image of %dx%d pixels; each side must be %d to %d" % (width, height, MIN_SIDE, MAX_SIDE))
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _decode_image(encoding, data, max_decoded_bytes):
+    image = _open_image(encoding, data)
+    width, height = image.size
+    _check_sides(width, height)
+    if width * height * 3 > max_decoded_bytes:
+        raise IntakeError("a %dx%d image decodes to %d bytes; agent.max_frame_bytes allows %d"
+                          % (width, height, width * height * 3, max_decoded_bytes))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked above
+            image = image.convert("RGB")  # decodes; a truncated file fails here
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise IntakeError("not a readable %s image: %s" % (encoding, _first_line(err))) from None
     return np.asarray(image)

@@ -12,6 +12,7 @@ for a submit, nothing otherwise. The agent speaks first with a "hello" header.
 import json
 import socket
 import struct
+import time
 
 PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
@@ -30,17 +31,22 @@ def send_message(sock, header, data=b""):
     header = dict(header)
     if len(data):
         header["data_length"] = len(data)
-    text = json.dumps(header, ensure_ascii=False).encode()
+    text = json.dumps(header, ensure_ascii=True).encode()  # any string a peer sent encodes
     sock.sendall(_LENGTH.pack(len(text)) + text)
     if len(data):
         sock.sendall(data)
 
 
-def _recv_exactly(sock, n, into=None):
-    buffer = into if into is not None else bytearray(n)
+def _recv_exactly(sock, n, deadline=None):
+    buffer = bytearray(n)
     view = memoryview(buffer)
     got = 0
     while got < n:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("the message was not complete within its deadline")
+            sock.settimeout(remaining)
         chunk = sock.recv_into(view[got:], n - got)
         if chunk == 0:
             raise ConnectionClosed("the peer closed the connection after %d of %d bytes" % (got, n))
@@ -48,25 +54,28 @@ def _recv_exactly(sock, n, into=None):
     return buffer
 
 
-def recv_message(sock, max_data_bytes=0, transfer_timeout=None):
+def recv_message(sock, max_data_bytes=0, transfer_timeout=None, reserve=None):
     """Read one message; return (header dict, data bytes). A header or data larger than
     allowed, or a header that is not a JSON object, raises LocalProtocolError before
-    anything large is read or allocated. transfer_timeout: once a message has begun,
-    each read may wait this long (the socket's own timeout applies to its first bytes)."""
+    anything large is read or allocated. transfer_timeout: once a message has begun, the
+    whole rest of it must arrive within this many seconds (the socket's own timeout
+    applies to its first bytes). reserve(n): called with the data length before the data
+    is read, to wait for memory or refuse (it raises)."""
     try:
         (length,) = _LENGTH.unpack(_recv_exactly(sock, 4))
     except ConnectionClosed as err:
         if "after 0 of" in str(err):
             raise ConnectionClosed("closed") from None
         raise
-    if transfer_timeout is not None:
-        sock.settimeout(transfer_timeout)
+    deadline = time.monotonic() + transfer_timeout if transfer_timeout is not None else None
     if length == 0 or length > MAX_HEADER_BYTES:
         raise LocalProtocolError("header of %d bytes; headers are 1 to %d bytes" % (length, MAX_HEADER_BYTES))
     try:
-        header = json.loads(bytes(_recv_exactly(sock, length)).decode("utf-8"))
+        header = json.loads(bytes(_recv_exactly(sock, length, deadline)).decode("utf-8"))
     except (UnicodeError, ValueError):
         raise LocalProtocolError("header is not UTF-8 JSON") from None
+    except RecursionError:
+        raise LocalProtocolError("header nests too deeply") from None
     if not isinstance(header, dict):
         raise LocalProtocolError("header is not a JSON object")
     data_length = header.get("data_length", 0)
@@ -75,7 +84,9 @@ def recv_message(sock, max_data_bytes=0, transfer_timeout=None):
     if data_length > max_data_bytes:
         raise LocalProtocolError("message carries %d bytes of data; the limit is %d"
                                  % (data_length, max_data_bytes))
-    data = _recv_exactly(sock, data_length) if data_length else b""  # a bytearray: no copy
+    if data_length and reserve is not None:
+        reserve(data_length)
+    data = _recv_exactly(sock, data_length, deadline) if data_length else b""  # a bytearray: no copy
     return header, data
 
 

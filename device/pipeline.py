@@ -97,12 +97,12 @@ class SealPipeline:
     def submit(self, frame, declared_source, origin, channel_order="RGB", timeout=10.0):
         """Queue one frame; return its Job. Waits up to `timeout` s for room, then
         raises PipelineBusy (the caller says so to its client)."""
-        if self._stopping:
-            raise PipelineStopped("the agent is stopping")
         job = Job(frame, declared_source, origin, channel_order)
         # The ticket is taken and the job queued under one lock, so tickets reach the
         # queue in order; a frame refused as busy leaves an empty slot for its ticket.
         with self._ticket_lock:
+            if self._stopping:  # checked under the lock that stop() takes: no job slips in after it
+                raise PipelineStopped("the agent is stopping")
             job.ticket = self._issued
             self._issued += 1
             try:
@@ -176,7 +176,8 @@ class SealPipeline:
 
     def stop(self, timeout=30.0):
         """Seal what is queued, then stop the stages."""
-        self._stopping = True
+        with self._ticket_lock:
+            self._stopping = True
         for _ in self._workers:
             self._incoming.put(_STOP)
         for thread in self._workers + [self._sealer_thread]:

@@ -218,8 +218,12 @@ class Sealer:
             raise SealError("audit log advanced during sealing (another writer?)")
         # From here on the record exists: a failure leaves the temporary for the agent's
         # start-up repair to complete, never a record without its file.
-        os.replace(tmp, final)
-        fsync_dir(final.parent)
+        try:
+            os.replace(tmp, final)
+            fsync_dir(final.parent)
+        except OSError as err:
+            raise SealError("sealed and logged as record %d, but the file could not be moved into place (%s); "
+                            "the agent completes it from %s at its next start" % (signed["seq"], err, tmp)) from err
         timings["log_emit_ms"] = _ms_since(t)
         return {"path": str(final), "produce_id": signed["produce_id"], "seq": signed["seq"],
                 "decision": signed["decision"], "sha256": signed["sha256"].hex(), "label": signed["label"],

@@ -4,7 +4,8 @@
     <state>/keys/              the keystore (content key, mode 0600)
     <state>/certs/chain.pem    content-signing certificate + issuing CA (no root)
     <state>/log/audit.log      the append-only audit log
-    <state>/agent.lock         held (flock) by the one process that writes all of the above
+    <state>/agent.pid          the PID of the one process that writes all of the above,
+                               which holds an flock on the state folder itself
 
 One writer: every command that writes the state takes the lock first (`owner()`), and
 refuses with the running owner's PID when it cannot. Anything else opens the log
@@ -17,6 +18,7 @@ import fcntl
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 from cryptography import x509
@@ -33,36 +35,41 @@ class DeviceStateError(Exception):
 
 
 class StateLockedError(DeviceStateError):
-    def __init__(self, directory, pid):
+    def __init__(self, directory, pid, what="device state"):
         self.pid = pid
         who = "a running agent (PID %s)" % pid if pid else "another synthseal process"
-        super().__init__("the device state in %s is owned by %s; talk to it through its socket "
-                         "(`synthseal-device status`, `capture`) or stop it first" % (directory, who))
+        super().__init__("the %s in %s is owned by %s; talk to it through its socket "
+                         "(`synthseal-device status`, `capture`) or stop it first" % (what, directory, who))
 
 
-class StateLock:
-    """An exclusive, non-blocking flock on <state>/agent.lock, naming the holder's PID.
-    The kernel drops it when the holder dies (kill -9 included), so there is never a
-    stale lock to clean up by hand."""
+class DirectoryLock:
+    """An exclusive, non-blocking flock on a folder itself (its inode, which cannot be
+    deleted while it holds files), so removing a lock file cannot let a second writer in.
+    The holder's PID goes into pid_file for the refusal message. The kernel drops the
+    lock when the holder dies (kill -9 included): there is never a stale lock."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, pid_file, what="device state"):
         self.directory = Path(directory)
-        self.path = self.directory / "agent.lock"
+        self.path = Path(pid_file)
+        self.what = what
         self._fd = None
 
     def acquire(self):
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(str(self.directory), os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
             os.close(fd)
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StateLockedError(self.directory, self.holder_pid()) from None
+                raise StateLockedError(self.directory, self.holder_pid(), self.what) from None
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, b"%d\n" % os.getpid())
-        os.fsync(fd)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(self.path, b"%d\n" % os.getpid())
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd = fd
         return self
 
@@ -72,6 +79,10 @@ class StateLock:
         except OSError:
             return None
         return int(text) if text.isdigit() else None
+
+    @property
+    def held(self):
+        return self._fd is not None
 
     def release(self):
         if self._fd is not None:
@@ -83,6 +94,11 @@ class StateLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def StateLock(directory):
+    """The lock on a device state folder (see DirectoryLock)."""
+    return DirectoryLock(directory, Path(directory) / "agent.pid", "device state")
 
 
 class SharedLog:
@@ -125,6 +141,10 @@ class SharedLog:
         first, next_seq, _ = self.head()
         return next_seq - first
 
+    @property
+    def torn_tail(self):
+        return self._log.torn_tail
+
     def refresh(self):
         """The owner is the only writer: there is nothing from elsewhere to take in."""
 
@@ -165,7 +185,12 @@ class DeviceState:
 
     @property
     def owned(self):
-        return self._lock._fd is not None
+        return self._lock.held
+
+    def _keep_torn_tail(self, offset, data):
+        """Before the log cuts a torn tail, its bytes go to log/torn-tail-*.bin, durably."""
+        self.torn_tail_file = self.log_path.parent / ("torn-tail-at-%d-%d.bin" % (offset, time.time_ns()))
+        _atomic_write(self.torn_tail_file, data)
 
     def _writer(self):
         """A context in which this process may write the state: the lock it already
@@ -177,7 +202,7 @@ class DeviceState:
     def owner_pid(self):
         """The PID of the process holding the state lock, or None if nobody holds it."""
         probe = StateLock(self.directory)
-        if not probe.path.exists():
+        if not self.directory.exists():
             return None
         try:
             probe.acquire()
@@ -252,7 +277,7 @@ class DeviceState:
         if self._log is None:
             if self.owned:
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)
-                self._log = SharedLog(auditlog.AuditLog(str(self.log_path)))
+                self._log = SharedLog(auditlog.AuditLog(str(self.log_path), keep_torn_tail=self._keep_torn_tail))
             elif self.log_path.exists():
                 return auditlog.AuditLog(str(self.log_path), writable=False)
             else:

@@ -67,7 +67,7 @@ def check_output_matches_log(state_dir, out_dir):
     for produce_id, path in files.items():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == seals[produce_id], produce_id
     staging = out_dir / STAGING_DIR_NAME
-    leftovers = (list(staging.iterdir()) if staging.exists() else []) + list(out_dir.glob(".*.tmp"))
+    leftovers = list(staging.glob("*.tmp")) + list(out_dir.glob(".*.tmp"))
     assert leftovers == [], leftovers
     return records
 
@@ -332,15 +332,28 @@ def test_bad_frames_get_a_clear_error_and_the_agent_keeps_running(state_dir, tmp
     with _raw_connection(agent) as sock:
         header = json.dumps(dict(base, data_length=len(frame.tobytes()))).encode()
         sock.sendall(struct.pack("<I", len(header)) + header + frame.tobytes()[:5000])
-    # A flood of connections beyond max_clients: the extra ones are told, not ignored.
+    # A flood of connections beyond max_clients: one more may still ask for status (an
+    # operator can always see what is going on); anything else is told busy, not ignored.
     held = [_raw_connection(agent) for _ in range(4)]
     try:
+        overflow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        overflow.settimeout(30)
+        overflow.connect(str(agent.socket))
+        hello, _ = recv_message(overflow)
+        assert hello["type"] == "hello" and hello["status_only"] is True
         extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         extra.settimeout(30)
         extra.connect(str(agent.socket))
         answer, _ = recv_message(extra)
         assert answer["type"] == "error" and answer["error"]["code"] == "busy"
         extra.close()
+        send_message(overflow, {"type": "submit", "id": 1})
+        answer, _ = recv_message(overflow)
+        assert answer["ok"] is False and answer["error"]["code"] == "busy"
+        overflow.close()
+        status = subprocess.run([sys.executable, "-m", "synthseal.device.cli", "status", "--socket", str(agent.socket)],
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0 and "queue: 0 of" in status.stdout, status.stderr
     finally:
         for sock in held:
             sock.close()
@@ -575,7 +588,7 @@ def test_kill_9_at_random_points_never_loses_a_file_or_leaves_a_temporary(state_
             for thread in threads:
                 thread.join(30)
             staging = out / STAGING_DIR_NAME
-            found_temporaries += len(list(staging.iterdir())) if staging.exists() else 0
+            found_temporaries += len(list(staging.glob("*.jpg.tmp")))
         print("crash test: %d kills, %d seals, %d temporaries repaired" % (kills, seals, found_temporaries))
         assert seals >= CRASH_SEALS, "only %d seals in %d s" % (seals, CRASH_BUDGET_S)
         assert kills >= CRASH_KILLS
@@ -585,3 +598,153 @@ def test_kill_9_at_random_points_never_loses_a_file_or_leaves_a_temporary(state_
         check_output_matches_log(state_dir, out)
     finally:
         agent.close()
+
+
+# ------------------------------------------------------------------ found by attacking the agent
+
+
+def test_a_small_image_that_decodes_to_gigabytes_is_refused_from_its_header(state_dir, tmp_path, agent_for):
+    import io
+    bomb = io.BytesIO()
+    Image.new("L", (16384, 10900)).save(bomb, "PNG", compress_level=9)  # ~170 KB, 535 MB as RGB
+    agent = agent_for(state_dir, tmp_path / "out")
+    with agent.client() as client:
+        with pytest.raises(AgentClientError) as refused:
+            client.submit_image(bomb.getvalue(), "png")
+        assert refused.value.code == "bad_frame" and "max_frame_bytes" in str(refused.value)
+        assert client.status()["sealed"] == 0
+    with open("/proc/%d/status" % agent.process.pid) as f:
+        peak_kb = int(next(line for line in f if line.startswith("VmHWM")).split()[1])
+    assert peak_kb < 400_000, "the agent reached %d kB" % peak_kb
+
+
+def test_submitted_frames_are_held_within_a_memory_budget(state_dir, tmp_path, agent_for):
+    agent = agent_for(state_dir, tmp_path / "out", agent={"intake_memory_bytes": 300_000, "busy_timeout_s": 1})
+    with agent.client() as client:
+        assert client.submit_frame(_render(), source="rig")["label"] == "1"  # 230,400 bytes fit
+        with pytest.raises(AgentClientError) as refused:
+            client.submit_frame(_render(400, 300), source="rig")  # 360,000 bytes never fit
+        assert refused.value.code == "too_large"
+
+
+def test_a_client_that_drips_its_frame_is_cut_off_at_the_message_deadline(state_dir, tmp_path, agent_for):
+    agent = agent_for(state_dir, tmp_path / "out", agent={"message_timeout_s": 2})
+    frame = _render()
+    with _raw_connection(agent) as sock:
+        header = json.dumps({"type": "submit", "encoding": "raw", "pixel_format": "RGB888", "width": 320,
+                             "height": 240, "source": "rig", "client": "drip",
+                             "data_length": len(frame.tobytes())}).encode()
+        sock.sendall(struct.pack("<I", len(header)) + header)
+        started = time.monotonic()
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            for offset in range(0, 230_400, 100):
+                sock.sendall(frame.tobytes()[offset:offset + 100])
+                time.sleep(0.5)
+        assert time.monotonic() - started < 10
+    with agent.client() as client:
+        assert client.status()["sealed"] == 0
+    check_output_matches_log(state_dir, tmp_path / "out")
+
+
+def test_an_agent_of_another_state_cannot_take_the_socket_or_the_output_folder(state_dir, tmp_path, agent_for,
+                                                                               vendor_ca):
+    first = agent_for(state_dir, tmp_path / "out")
+    other_state = make_device(tmp_path / "other", vendor_ca, serial="TEST-0002", own=False).directory
+    for overrides, expected in (({"socket": str(first.socket)}, "in use by another running agent"),
+                                ({}, "output folder")):
+        second = RunningAgent(other_state, tmp_path / "out", agent=overrides)
+        try:
+            before = _snapshot(other_state)
+            second.start(wait=False)
+            assert second.process.wait(60) == 2
+            assert expected in second.stderr(), second.stderr()
+            assert _snapshot(other_state) == before or expected == "output folder"
+        finally:
+            second.close()
+    with first.client() as client:  # the first agent still serves, at its socket
+        assert client.capture(1)["results"][0]["ok"]
+    check_output_matches_log(state_dir, tmp_path / "out")
+
+
+def test_deleting_the_pid_file_does_not_let_a_second_writer_in(state_dir, tmp_path, agent_for):
+    agent = agent_for(state_dir, tmp_path / "out")
+    (state_dir / "agent.pid").unlink()
+    with pytest.raises(StateLockedError):
+        DeviceState(state_dir).own()
+
+
+def test_a_torn_log_tail_is_kept_and_logged_and_its_orphaned_file_quarantined(state_dir, tmp_path):
+    """A storage that lost the log's last write (after fsync): the record is cut as a torn
+    tail, and the file it vouched for must not stand in the output folder without it."""
+    out = tmp_path / "out"
+    agent = RunningAgent(state_dir, out)
+    try:
+        agent.start()
+        with agent.client() as client:
+            client.capture(3)
+        agent.stop()
+        log_path = state_dir / "log" / "audit.log"
+        data = log_path.read_bytes()
+        log_path.write_bytes(data[:-5])
+        agent.start()
+        assert "torn log tail" in agent.stderr()
+        records = check_output_matches_log(state_dir, out)
+        repairs = [r["decision"] for r in records if r["event"] == logrecord.EVENT_REPAIR]
+        assert [r["repair"] for r in repairs] == ["torn-log-tail-cut", "quarantined-unrecorded"]
+        kept = state_dir / "log" / repairs[0]["kept_as"]
+        assert data[:-5].endswith(kept.read_bytes()) and len(kept.read_bytes()) == repairs[0]["bytes"]
+        assert (state_dir / "quarantine" / repairs[1]["file"]).exists()
+        with agent.client() as client:
+            assert client.capture(1)["results"][0]["ok"]  # and the sequence goes on without reuse
+        check_output_matches_log(state_dir, out)
+    finally:
+        agent.close()
+
+
+@pytest.mark.parametrize("agent_overrides, named", [
+    ({"output_dir": "/proc/synthseal-out"}, "agent.output_dir"),
+    ({"socket_group": "no-such-group-here"}, "agent.socket_group"),
+    ({"socket": "/proc/synthseal/agent.sock"}, "agent.socket"),
+])
+def test_folder_and_socket_settings_are_checked_before_the_state_is_touched(state_dir, tmp_path, agent_overrides,
+                                                                             named):
+    good = RunningAgent(state_dir, tmp_path / "out")
+    bad = RunningAgent(state_dir, tmp_path / "out", agent=agent_overrides)
+    try:
+        good.start()
+        with good.client() as client:
+            client.capture(1)
+        good.stop()
+        log_path = state_dir / "log" / "audit.log"
+        log_path.write_bytes(log_path.read_bytes() + b"\x07\x00")  # a torn tail the agent would cut
+        before = _snapshot(state_dir)
+        line = _run_agent_expecting_refusal(bad.config_path)
+        assert named in line and str(bad.config_path) in line
+        assert _snapshot(state_dir) == before
+    finally:
+        good.close()
+        bad.close()
+
+
+def test_the_output_folder_must_not_hold_the_state(vendor_ca, tmp_path):
+    state = make_device(tmp_path / "published" / "state", vendor_ca, own=False).directory
+    agent = RunningAgent(state, tmp_path / "published")
+    try:
+        assert "agent.output_dir" in _run_agent_expecting_refusal(agent.config_path)
+    finally:
+        agent.close()
+
+
+def test_odd_headers_get_an_answer_not_a_dropped_connection(state_dir, tmp_path, agent_for):
+    agent = agent_for(state_dir, tmp_path / "out")
+    with _raw_connection(agent) as sock:
+        deep = b"[" * 30000 + b"]" * 30000
+        sock.sendall(struct.pack("<I", len(deep)) + deep)
+        answer, _ = recv_message(sock)
+        assert answer["error"]["code"] == "bad_message"
+    with _raw_connection(agent) as sock:
+        odd = b'{"type": "status", "id": "\\ud800"}'
+        sock.sendall(struct.pack("<I", len(odd)) + odd)
+        answer, _ = recv_message(sock)
+        assert answer["ok"] is True and "status" in answer
+    assert agent.process.poll() is None

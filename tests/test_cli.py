@@ -234,7 +234,7 @@ def test_capture_before_provisioning_is_refused(tmp_path, agent_for):
     result = run("device", "capture", "--socket", agent.socket)
     assert result.returncode == 2 and _one_line_error(result), result.stderr
     assert "certificate" in result.stderr
-    assert list((tmp_path / "out").iterdir()) == []
+    assert list((tmp_path / "out").glob("*.jpg")) == []
 
 
 def test_capture_without_a_running_agent_is_one_line(tmp_path):

@@ -37,9 +37,13 @@ class AuditLog:
     """writable=False opens a log that another process owns: it never creates, cuts or
     repairs the file, and an incomplete tail is simply not read."""
 
-    def __init__(self, path, writable=True):
+    def __init__(self, path, writable=True, keep_torn_tail=None):
+        """keep_torn_tail(offset, data): called with a torn tail's bytes before they are
+        cut, to keep them as evidence; torn_tail is then (offset, data)."""
         self.path = path
         self.writable = writable
+        self.torn_tail = None
+        self._keep_torn_tail = keep_torn_tail
         self._offsets = []  # file offset of each record's entry, in seq order
         self.first_seq = 1
         self.head_hash = logrecord.GENESIS_HASH
@@ -87,7 +91,11 @@ class AuditLog:
             self.head_hash = logrecord.record_hash(body)
             at = end
         if at != len(data) and self.writable:
-            # Torn tail from an interrupted write: drop it so appends continue the chain.
+            # Torn tail from an interrupted write: kept aside first, then dropped so that
+            # appends continue the chain.
+            self.torn_tail = (self._end + at, bytes(data[at:]))
+            if self._keep_torn_tail is not None:
+                self._keep_torn_tail(self._end + at, self.torn_tail[1])
             with open(self.path, "r+b") as f:
                 f.seek(self._end + at)
                 try:
