@@ -138,12 +138,13 @@ class Agent:
             probe.settimeout(2)
             try:
                 probe.connect(str(path))
+                pid = peer_credentials(probe)[0]
             except OSError:
                 return  # nobody listens: a dead agent's socket
             finally:
                 probe.close()
-            raise AgentError("%s: agent.socket %s is in use by another running agent; give each agent its own "
-                             "socket" % (self.config.path, path))
+            raise AgentError("%s: agent.socket %s is in use by a running agent (PID %d); stop it first, or give "
+                             "each agent its own socket" % (self.config.path, path, pid))
         if path.exists() or path.is_symlink():
             raise AgentError("%s: agent.socket %s exists and is not a socket; choose another path"
                              % (self.config.path, path))

@@ -650,7 +650,7 @@ def test_an_agent_of_another_state_cannot_take_the_socket_or_the_output_folder(s
                                                                                vendor_ca):
     first = agent_for(state_dir, tmp_path / "out")
     other_state = make_device(tmp_path / "other", vendor_ca, serial="TEST-0002", own=False).directory
-    for overrides, expected in (({"socket": str(first.socket)}, "in use by another running agent"),
+    for overrides, expected in (({"socket": str(first.socket)}, "in use by a running agent (PID %d)" % first.pid),
                                 ({}, "output folder")):
         second = RunningAgent(other_state, tmp_path / "out", agent=overrides)
         try:
