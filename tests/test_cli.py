@@ -171,7 +171,7 @@ def test_pull_from_a_silent_device_is_one_line_and_creates_no_database(tmp_path)
     from synthseal.host.simlink import VirtualSerialLink
     db = tmp_path / "audit.sqlite"
     with VirtualSerialLink() as link:  # nothing answers at the device end
-        result = run("host", "pull", "--port", link.host_port, "--db", db, "--timeout", 0.3)
+        result = run("host", "pull", "--port", link.host_port, "--db", db, "--give-up-after", 0.6)
     assert result.returncode == 2 and _one_line_error(result), result.stderr
     assert "did not answer" in result.stderr
     assert not db.exists()
@@ -204,7 +204,7 @@ def test_a_link_that_corrupts_every_frame_is_one_line_and_stores_nothing(sealed,
 
     db = tmp_path / "audit.sqlite"
     service = service_for(sealed["state"], fault=corrupt_every_answer)
-    result = run("host", "pull", "--port", service.link.host_port, "--db", db, "--timeout", 0.5)
+    result = run("host", "pull", "--port", service.link.host_port, "--db", db, "--give-up-after", 1)
     assert result.returncode == 2 and _one_line_error(result), result.stderr
     assert not db.exists()
 
