@@ -63,6 +63,7 @@ class SerialTransport:
         self._reader = framing.FrameReader()
         self._pending = []
         self.last_rx = 0.0       # when bytes last arrived
+        self.last_tx = 0.0       # when the last write returned (it blocks while the line is full)
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -70,6 +71,7 @@ class SerialTransport:
         frame = framing.encode_frame(payload)
         self.bytes_out += len(frame)
         self._serial.write(frame)
+        self.last_tx = time.monotonic()
 
     def receive(self, deadline):
         """Return (payload, None) or (None, FrameError) for the next frame, or None at
@@ -205,8 +207,10 @@ class DeviceClient:
                 deadline = min(limit, max(sent, getattr(self.transport, "last_rx", 0.0)) + quiet)
                 item = self.transport.receive(deadline)
                 if item is None:
-                    if time.monotonic() >= limit or time.monotonic() >= deadline:
-                        last_problem = "no answer within %.1f s" % (time.monotonic() - sent)
+                    now = time.monotonic()
+                    # bytes that came meanwhile (a long answer on a slow line) extend the wait
+                    if now >= min(limit, max(sent, getattr(self.transport, "last_rx", 0.0)) + quiet):
+                        last_problem = "no answer within %.1f s" % (now - sent)
                         break
                     continue
                 payload, error = item
@@ -313,7 +317,9 @@ class _Stream:
             return
         now = time.monotonic()
         client = self.client
-        head = self.live[0].sent_at
+        # While a write blocked (the line was full) nothing could be read: waits
+        # count from when it returned.
+        head = max(self.live[0].sent_at, getattr(client.transport, "last_tx", 0.0))
         quiet = transfer.TURNAROUND_SECONDS + client._line(transfer.wire_bytes(chunk))
         last_rx = max(head, getattr(client.transport, "last_rx", 0.0))
         if now - last_rx > quiet or now - max(head, self.last_good) > transfer.silence_timeout(client.baudrate, chunk):
@@ -461,7 +467,6 @@ class _Upload(_Stream):
     def lost(self, request):
         if request.cursor < request.end:
             self.todo.append([request.cursor, request.end])
-            self.client.uplink.damaged += 1
 
     def _fill(self, chunk):
         client = self.client
@@ -493,6 +498,7 @@ class _Upload(_Stream):
         if r_type == p.TYPE_ERROR:
             code, message = p.decode_error(r_body)
             if code == p.ERR_BAD_FRAME:
+                self.client.uplink.damaged += 1
                 self.problem = "the device received a damaged frame"
             elif any(r.request_id == r_id for r in self.live):
                 raise HostError("device refused the upload: %s" % message)

@@ -14,7 +14,7 @@ from . import ca
 from .client import DeviceClient, SerialTransport
 from .cli import print_verify_table
 from .logdb import pull
-from .simlink import VirtualSerialLink
+from .simlink import LinkFaults, VirtualSerialLink
 from .verify import verify_file
 
 DEMO_MARKER = ".synthseal-demo"
@@ -63,19 +63,25 @@ def run_demo(out, frames=6):
                       "--source", source, "--sensor-noise", noise, "--seed", seed, "--out", files)
               .rstrip().replace(str(out) + "/", "    "))
 
-    _step(5, "Host: pull the audit log over the virtual serial link into SQLite")
-    with VirtualSerialLink() as link:
+    _step(5, "Host: pull the audit log into SQLite over a simulated UART (115200 baud 8N1, 2 ms latency, "
+             "bit error rate 1e-4)")
+    with VirtualSerialLink(baudrate=115200, latency=0.002, faults=LinkFaults(bit_error_rate=1e-4, seed=1)) as link:
         service = subprocess.Popen([sys.executable, "-m", "synthseal.device.cli", "--state", str(state), "serve",
                                     "--port", link.device_port], stderr=subprocess.DEVNULL)
         try:
             time.sleep(0.5)  # the service opens its port
-            client = DeviceClient(SerialTransport(link.host_port), timeout=5.0)
+            client = DeviceClient(SerialTransport(link.host_port, 115200), give_up_after=30.0)
             info = client.info()
             print("    device %s, firmware %s, %s, log head seq %d" % (info["serial"], info["firmware"], info["state"],
                                                                        info["log"]["next_seq"] - 1))
             summary = pull(client, db)
             client.transport.close()
             print("    %d records pulled, hash chain verified, stored in %s" % (summary["pulled"], db))
+            print("    %d bytes of records in %.2f s: %.1f %% of the line rate; %d bit errors injected, "
+                  "damaged frames asked for again" % (summary["payload_bytes"], summary["seconds"],
+                                                      100 * (summary["efficiency"] or 0),
+                                                      link.stats["to_host"]["bit_errors"]
+                                                      + link.stats["to_device"]["bit_errors"]))
         finally:
             service.terminate()
             service.wait()

@@ -43,8 +43,9 @@ class LinkFaults:
     burst_rate      probability, per byte, that a noise burst starts there; a burst
                     replaces `burst_bytes` (lo, hi) bytes with random ones
     disconnects     [(at_byte, seconds), ...]: the cable goes dead for `seconds` once
-                    `at_byte` bytes have been sent towards the host; nothing passes
-                    either way meanwhile
+                    `at_byte` bytes have been sent towards the host (or towards the
+                    device, with a third element "to_device"); nothing passes either
+                    way meanwhile
     """
 
     def __init__(self, bit_error_rate=0.0, drop_rate=0.0, burst_rate=0.0, burst_bytes=(4, 64),
@@ -53,7 +54,7 @@ class LinkFaults:
         self.drop_rate = drop_rate
         self.burst_rate = burst_rate
         self.burst_bytes = burst_bytes
-        self.disconnects = sorted(disconnects)
+        self.disconnects = sorted(tuple(d) if len(d) == 3 else (d[0], d[1], TO_HOST) for d in disconnects)
         self.seed = seed
 
     def __repr__(self):
@@ -184,10 +185,10 @@ class VirtualSerialLink:
     def _enqueue(self, d, data, now):
         if self.fault is not None:
             data = self.fault(d.name, data)
-        if d.name == TO_HOST:
-            while self._pending_disconnects and d.position + len(data) >= self._pending_disconnects[0][0]:
-                _, seconds = self._pending_disconnects.pop(0)
-                self.disconnect(seconds)
+        for cut in list(self._pending_disconnects):
+            if cut[2] == d.name and d.position + len(data) >= cut[0]:
+                self._pending_disconnects.remove(cut)
+                self.disconnect(cut[1])
         data = d.damage(data)
         if now < self._down_until:
             d.stats["lost_disconnected"] += len(data)
