@@ -126,6 +126,23 @@ def find_device_port(baudrate=115200, candidates=None, probe_seconds=2.0):
                     % "; ".join(problems))
 
 
+def check_info(info):
+    """The HELLO answer as the host relies on it; a HostError naming what is wrong."""
+    try:
+        log = info["log"]
+        ok = (all(isinstance(info[k], str) for k in ("serial", "producer", "firmware"))
+              and isinstance(log["first_seq"], int) and isinstance(log["next_seq"], int)
+              and 1 <= log["first_seq"] <= log["next_seq"] <= 0xFFFFFFFF
+              and isinstance(log["head_hash"], str) and len(bytes.fromhex(log["head_hash"])) == 32
+              and isinstance(info.get("certificate_chain") or "", str))
+    except (TypeError, KeyError, ValueError):
+        ok = False
+    if not ok:
+        raise HostError("device info lacks or garbles its serial, producer, firmware or log head; "
+                        "is the device's agent up to date?")
+    return info
+
+
 class LinkEstimate:
     """Bit error rate seen in one direction, from damaged frames per bits carried. A
     prior of 64 KiB of clean bytes keeps one early error from shrinking frames to the
@@ -240,9 +257,10 @@ class DeviceClient:
 
     def info(self):
         try:
-            return p.decode_json(self.request(p.TYPE_HELLO))
+            info = p.decode_json(self.request(p.TYPE_HELLO))
         except p.ProtocolError as err:
             raise HostError("device info does not parse: %s" % err)
+        return check_info(info)
 
     def read_log(self, start_seq, max_records=1024):
         """One LOG_READ round trip (version 1 of the protocol; pulls stream instead)."""

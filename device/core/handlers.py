@@ -16,12 +16,13 @@ def _fits_one_frame(record_lengths):
 
 class DeviceEndpoint:
     """`info` is a function returning the device-info dict; `log` an AuditLog;
-    `upload_dir` the folder uploads are staged and stored in (None: uploads refused)."""
+    `upload_dir` the folder uploads are staged and stored in (None: uploads refused),
+    `max_upload` the largest upload in bytes."""
 
-    def __init__(self, info, log, upload_dir=None):
+    def __init__(self, info, log, upload_dir=None, max_upload=transfer.MAX_UPLOAD):
         self._info = info
         self._log = log
-        self._uploads = transfer.UploadStage(upload_dir) if upload_dir else None
+        self._uploads = transfer.UploadStage(upload_dir, max_upload) if upload_dir else None
 
     def handle_request(self, payload):
         try:

@@ -56,8 +56,8 @@ def encode_json(obj):
 
 def decode_json(body):
     try:
-        return json.loads(body.decode())
-    except (ValueError, UnicodeError):
+        return json.loads(bytes(body).decode())
+    except (ValueError, UnicodeError, RuntimeError):  # RuntimeError: nesting too deep
         raise ProtocolError("message body is not UTF-8 JSON")
 
 

@@ -1,6 +1,6 @@
-"""Bulk transfers over the serial link, both ways: the sizes and times both ends derive
-from the line, the packing of log records into stream frames, and the staging of an
-upload. Documented in docs/PROTOCOL.md ("Streaming").
+"""Bulk transfers over the serial link, both ways: the sizes and times both ends
+derive out of the line's rate, the packing of log records into stream frames, and the
+staging of an upload. Documented in docs/PROTOCOL.md ("Streaming").
 
 One definition of the frame size: the host chooses the chunk (the largest message
 payload of a data frame) with `chunk_size`, from the baud rate and the bit error rate
@@ -123,8 +123,9 @@ class UploadStage:
 
     STAGING = ".upload.part"
 
-    def __init__(self, directory):
+    def __init__(self, directory, max_upload=MAX_UPLOAD):
         self.directory = directory
+        self.max_upload = max_upload
         self._current = None  # [token, size, sha256, name, done]
 
     def _path(self, name):
@@ -132,8 +133,8 @@ class UploadStage:
 
     def begin(self, size, sha256, name):
         check_upload_name(name)
-        if size > MAX_UPLOAD:
-            raise UploadError("upload of %d bytes exceeds the %d-byte limit" % (size, MAX_UPLOAD))
+        if size > self.max_upload:
+            raise UploadError("upload of %d bytes exceeds the %d-byte limit" % (size, self.max_upload))
         token = p.upload_token(sha256)
         current = self._current
         if current is not None and current[:4] == [token, size, sha256, name] and not current[4]:
