@@ -49,28 +49,66 @@ def port_error(port, err):
 
 
 class SerialTransport:
-    """Frames over a serial port (a real cable, a USB gadget, or a pty)."""
+    """Frames over a serial port (a real cable, a USB gadget, or a pty).
+
+    A port that fails under way (a USB adapter or gadget re-enumerating when the cable
+    is wiggled) is closed and opened again by its name every half second; meanwhile
+    frames sent are lost, as on a dead cable, and the client's waits and retries carry
+    the transfer over the gap."""
+
+    REOPEN_INTERVAL = 0.5
 
     def __init__(self, port, baudrate=115200):
         self.port = port
         self.baudrate = baudrate
         if not os.path.exists(port):
             raise port_error(port, OSError(errno.ENOENT, "No such file"))
-        try:
-            self._serial = serial.Serial(port, baudrate, timeout=0.05, exclusive=True)
-        except (serial.SerialException, OSError) as err:
-            raise port_error(port, getattr(err, "__cause__", None) or err)
+        self._serial = self._open()
         self._reader = framing.FrameReader()
         self._pending = []
+        self._lost_at = 0.0
+        self.reopened = 0        # how often the port came back after failing
         self.last_rx = 0.0       # when bytes last arrived
         self.last_tx = 0.0       # when the last write returned (it blocks while the line is full)
         self.bytes_in = 0
         self.bytes_out = 0
 
+    def _open(self):
+        try:
+            return serial.Serial(self.port, self.baudrate, timeout=0.05, exclusive=True)
+        except (serial.SerialException, OSError) as err:
+            raise port_error(self.port, getattr(err, "__cause__", None) or err)
+
+    def _port_lost(self):
+        try:
+            self._serial.close()
+        except (serial.SerialException, OSError):
+            pass
+        self._serial = None
+        self._lost_at = time.monotonic()
+
+    def _port_ready(self):
+        if self._serial is not None:
+            return True
+        if time.monotonic() - self._lost_at < self.REOPEN_INTERVAL:
+            return False
+        try:
+            self._serial = self._open()
+        except HostError:
+            self._lost_at = time.monotonic()
+            return False
+        self._reader = framing.FrameReader()  # a frame cut by the failure is gone
+        self.reopened += 1
+        return True
+
     def send(self, payload):
         frame = framing.encode_frame(payload)
         self.bytes_out += len(frame)
-        self._serial.write(frame)
+        if self._port_ready():
+            try:
+                self._serial.write(frame)
+            except (serial.SerialException, OSError):
+                self._port_lost()
         self.last_tx = time.monotonic()
 
     def receive(self, deadline):
@@ -80,8 +118,15 @@ class SerialTransport:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            self._serial.timeout = min(remaining, 0.05)
-            data = self._serial.read(self._serial.in_waiting or 1)
+            if not self._port_ready():
+                time.sleep(min(remaining, 0.05))
+                continue
+            try:
+                self._serial.timeout = min(remaining, 0.05)
+                data = self._serial.read(self._serial.in_waiting or 1)
+            except (serial.SerialException, OSError, TypeError):
+                self._port_lost()
+                continue
             if data:
                 self.last_rx = time.monotonic()
                 self.bytes_in += len(data)
@@ -89,7 +134,8 @@ class SerialTransport:
         return self._pending.pop(0)
 
     def close(self):
-        self._serial.close()
+        if self._serial is not None:
+            self._serial.close()
 
 
 def list_ports():

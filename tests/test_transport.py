@@ -324,3 +324,29 @@ def test_a_port_without_permission_is_reported_with_the_group_to_join(tmp_path):
         os.chmod(link.host_port, 0)
         with pytest.raises(HostError, match="dialout"):
             SerialTransport(link.host_port)
+
+
+def test_a_port_that_fails_under_way_is_opened_again_and_the_pull_goes_on(device, tmp_path):
+    """A USB adapter or gadget that re-enumerates: the host's port fails mid-pull."""
+    import threading
+    _fill_log(device, 400)
+    service = RunningService(device, baudrate=460800)
+    try:
+        client = service.client(give_up_after=30)
+        fd_failed = threading.Event()
+
+        def fail_port_after_a_while():
+            time.sleep(0.5)
+            # The device node goes away under pyserial: reads find "readiness to read
+            # but no data", as pyserial reports a vanished USB serial device.
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, client.transport._serial.fd)
+            os.close(null)
+            fd_failed.set()
+
+        threading.Thread(target=fail_port_after_a_while, daemon=True).start()
+        summary = logdb.pull(client, tmp_path / "a.sqlite")
+    finally:
+        service.close()
+    assert fd_failed.is_set() and client.transport.reopened >= 1
+    assert summary["pulled"] == 400 and _stored(tmp_path / "a.sqlite") == device.log().read(1, 400)
