@@ -23,10 +23,11 @@ from ..device.core import protocol as p
 from ..device.core import transfer
 
 DEFAULT_GIVE_UP_AFTER = 300.0  # seconds without progress before a transfer stops
-# USB IDs a synthseal device enumerates with: the Linux USB gadget's CDC ACM serial
-# function (Linux Foundation, "Multifunction Composite Gadget", as set up by the Pi's
-# g_serial / configfs gadget).
-GADGET_USB_IDS = ((0x1D6B, 0x0104), (0x1D6B, 0x0106))
+# USB IDs a synthseal device enumerates with, as VID:PID: the Linux serial gadget
+# (g_serial: 0525:a4a7 in CDC ACM mode, 0525:a4a6 otherwise; NetChip IDs the kernel's
+# drivers/usb/gadget/legacy/serial.c assigns) and a configfs gadget with the Linux
+# Foundation's "Multifunction Composite Gadget" IDs (1d6b:0104) that Pi set-up scripts use.
+GADGET_USB_IDS = ((0x0525, 0xA4A7), (0x0525, 0xA4A6), (0x1D6B, 0x0104))
 
 
 class HostError(Exception):
@@ -410,6 +411,9 @@ class _LogStream(_Stream):
         self.holes = set()         # seqs asked for, lost, not yet asked again
         self.frontier = start_seq  # first seq never asked for
         self.avg_record = 256.0    # wire bytes per record, learnt as records come
+        self.next_seq = start_seq  # the first record not yet handed over
+
+    MAX_AHEAD = 8192  # records received or asked for beyond the first one missing
 
     def lost(self, request):
         for seq in range(request.cursor, request.end):
@@ -427,7 +431,9 @@ class _LogStream(_Stream):
                 self.holes.discard(end)
                 end += 1
             return first, end
-        if self.frontier < self.end_seq:
+        # Behind a hole that keeps failing, run ahead only so far: what waits for it
+        # is held in memory.
+        if self.frontier < self.end_seq and self.frontier - self.next_seq < self.MAX_AHEAD:
             first = self.frontier
             self.frontier = min(self.end_seq, first + max_records)
             return first, self.frontier
@@ -497,14 +503,13 @@ class _LogStream(_Stream):
 
     def run(self):
         client = self.client
-        next_seq = self.start_seq
         self.last_progress = time.monotonic()
-        while next_seq < self.end_seq:
-            if next_seq in self.received:
+        while self.next_seq < self.end_seq:
+            if self.next_seq in self.received:
                 batch = []
-                while next_seq in self.received:
-                    batch.append(self.received.pop(next_seq))
-                    next_seq += 1
+                while self.next_seq in self.received:
+                    batch.append(self.received.pop(self.next_seq))
+                    self.next_seq += 1
                 yield batch
                 continue
             chunk = client.chunk_down()
