@@ -350,3 +350,18 @@ def test_a_port_that_fails_under_way_is_opened_again_and_the_pull_goes_on(device
         service.close()
     assert fd_failed.is_set() and client.transport.reopened >= 1
     assert summary["pulled"] == 400 and _stored(tmp_path / "a.sqlite") == device.log().read(1, 400)
+
+
+def test_frames_shrink_on_a_noisy_line_and_stay_large_on_a_clean_one(device, tmp_path):
+    _fill_log(device, 300)
+    chunks = {}
+    for name, ber in (("clean", 0.0), ("noisy", 1e-4)):
+        service = RunningService(device, baudrate=1000000, faults=LinkFaults(bit_error_rate=ber, seed=5))
+        try:
+            client = service.client()
+            logdb.pull(client, tmp_path / ("%s.sqlite" % name))
+            chunks[name] = client.chunk_down()
+        finally:
+            service.close()
+    assert chunks["clean"] == transfer.MAX_CHUNK
+    assert chunks["noisy"] < 1024
