@@ -78,7 +78,7 @@ def run_demo(out, frames=6):
             client.transport.close()
             print("    %d records pulled, hash chain verified, stored in %s" % (summary["pulled"], db))
             print("    %d bytes of records in %.2f s (a log this small is mostly the HELLO exchange); "
-                  "%d bit errors injected on the line, damaged frames asked for again"
+                  "the line flipped %d bits, and any frame they damaged was asked for again"
                   % (summary["payload_bytes"], summary["seconds"],
                      link.stats["to_host"]["bit_errors"] + link.stats["to_device"]["bit_errors"]))
         finally:
