@@ -19,7 +19,7 @@ setup: $(VENV)/.stamp-python .stamp-apt node_modules/.stamp-npm
 
 # Debian packages: exiftool is the external reader of the TC260 XMP label in tests;
 # lrzsz (sz/rz, ZMODEM) is the reference transfer that `make bench` compares with.
-.stamp-apt:
+.stamp-apt: Makefile
 	@command -v exiftool >/dev/null || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libimage-exiftool-perl; }
 	@command -v sz >/dev/null && command -v rz >/dev/null || { $(SUDO) apt-get update -qq && \

@@ -129,6 +129,8 @@ def bench_transport(payload_bytes=1 << 20, bauds=(115200, 1000000), bers=(0.0, 1
     """`runs` maps baud -> repetitions (default: 1 at 115200, where 1 MB takes 90 s
     of line time; 3 at 1 Mbaud)."""
     runs = runs or {115200: 1, 1000000: 3}
+    if not (shutil.which("sz") and shutil.which("rz")):
+        raise SystemExit("bench: ZMODEM reference missing: install Debian's lrzsz (`make setup` does)")
     workdir = Path(tempfile.mkdtemp(prefix="synthseal-bench-transport-"))
     try:
         state = make_device(workdir, payload_bytes)
