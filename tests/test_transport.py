@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from synthseal.device.core import logrecord, protocol as p, transfer
 from synthseal.host import logdb
-from synthseal.host.client import DeviceClient, HostError, SerialTransport, find_device_port, port_error
+from synthseal.host.client import HostError, SerialTransport, find_device_port, port_error
 from synthseal.host.simlink import LinkFaults, VirtualSerialLink
 from tests.conftest import RunningService, make_device
 
