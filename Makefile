@@ -6,21 +6,25 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup demo test bench model clean
+.PHONY: help setup demo test test-long bench model clean
 
 help:
 	@echo "make demo   - set up and run the simulated device end to end"
 	@echo "make test   - set up and run the test suite"
 	@echo "make bench  - set up and write benchmark JSON to build/bench.json"
+	@echo "make test-long - the pulls of 10,000 records at 9600/38400/115200 baud (about 25 minutes)"
 	@echo "make model  - rebuild the int8 classifier in models/ (installs TensorFlow in .venv-train)"
 
 setup: $(VENV)/.stamp-python .stamp-apt node_modules/.stamp-npm
 
 # Debian packages: exiftool is the external reader of the TC260 XMP label in tests;
-# systemd's systemd-analyze checks the shipped unit.
-.stamp-apt:
+# systemd's systemd-analyze checks the shipped unit; lrzsz (sz/rz, ZMODEM) is the reference
+# transfer that `make bench` compares with.
+.stamp-apt: Makefile
 	@command -v exiftool >/dev/null && command -v systemd-analyze >/dev/null || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libimage-exiftool-perl systemd; }
+	@command -v sz >/dev/null && command -v rz >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lrzsz; }
 	@touch $@
 
 # Debian's own python3 ships venv/ensurepip separately (python3-venv).
@@ -44,6 +48,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+test-long: setup
+	$(PY) -m pytest -q -m long
 
 bench: setup
 	@mkdir -p build

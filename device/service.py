@@ -38,7 +38,7 @@ def serve(state, port, baudrate=115200, stop=None, ready=None):
     stop = stop or threading.Event()
     link = open_port(port, baudrate)
     log = state.log()
-    endpoint = DeviceEndpoint(state.info, log)
+    endpoint = DeviceEndpoint(state.info, log, upload_dir=str(state.directory / "uploads"))
     reader = framing.FrameReader()
     if ready is not None:
         ready.set()
@@ -56,6 +56,7 @@ def serve(state, port, baudrate=115200, stop=None, ready=None):
                         answer = internal_error_response(err)
                 else:
                     answer = bad_frame_response(error)
-                link.write(framing.encode_frame(answer))
+                for one in answer if isinstance(answer, list) else [answer]:
+                    link.write(framing.encode_frame(one))
     finally:
         link.close()

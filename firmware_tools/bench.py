@@ -2,9 +2,9 @@
 its physical floor (SHA-256 of the same bytes: every seal must at least read them
 once) and against c2pa-python signing the same file with its default settings, all
 in one run on one machine; the scene classifier's latency (int8 at 1 and 2
-threads, float32 of the same network) and size; and the agent's sustained seals per
-second through its pipeline (firmware_tools/bench_agent.py). Medians of several runs;
-JSON out.
+threads, float32 of the same network) and size; the agent's sustained seals per second
+through its pipeline (bench_agent.py); and the serial transport's share of the line rate
+against ZMODEM (bench_transport.py). Medians of several runs; JSON out.
 """
 
 import argparse
@@ -25,6 +25,7 @@ from ..device.classifier import Classifier
 from ..device.seal import JPEG_QUALITY, Sealer
 from ..device.state import DeviceState
 from .bench_agent import bench_agent
+from .bench_transport import bench_transport
 from .model.bench_classifier import bench_classifier, median_ms
 from ..host import ca
 
@@ -93,15 +94,28 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--runs", type=int, default=9, help="timed runs per measurement (default: %(default)s)")
+    parser.add_argument("--sections", default="seal,classifier,agent,transport",
+                        help="comma-separated sections to run (default: %(default)s)")
     parser.add_argument("--agent-frames", type=int, default=16,
-                        help="frames per agent throughput measurement, 0 to skip it (default: %(default)s)")
+                        help="frames per agent throughput measurement (default: %(default)s)")
+    parser.add_argument("--transport-bytes", type=int, default=1 << 20,
+                        help="bytes of log records per transfer (default: %(default)s)")
+    parser.add_argument("--transport-runs", default="115200:1,1000000:3",
+                        help="repetitions per baud rate, BAUD:RUNS,... (default: %(default)s)")
     args = parser.parse_args(argv)
+    sections = set(args.sections.split(","))
     report = {"machine": {"python": platform.python_version(), "machine": platform.machine(),
-                          "c2pa_sdk": c2pa.sdk_version()},
-              "seal": bench_seal(args.runs),
-              "classifier": bench_classifier()}
-    if args.agent_frames:
+                          "c2pa_sdk": c2pa.sdk_version()}}
+    if "seal" in sections:
+        report["seal"] = bench_seal(args.runs)
+    if "classifier" in sections:
+        report["classifier"] = bench_classifier()
+    if "agent" in sections:
         report["agent"] = bench_agent(args.agent_frames, runs=max(3, args.runs // 2))
+    if "transport" in sections:
+        runs = dict(tuple(int(v) for v in item.split(":")) for item in args.transport_runs.split(","))
+        report["transport"] = bench_transport(args.transport_bytes, bauds=tuple(runs), runs=runs,
+                                              log=lambda line: print(line, file=sys.stderr, flush=True))
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -17,8 +17,54 @@ def cmd_ports(args):
 
 
 def _client(args):
-    from .client import DeviceClient, SerialTransport
-    return DeviceClient(SerialTransport(args.port, args.baud), timeout=args.timeout)
+    from .client import DeviceClient, SerialTransport, find_device_port
+    port = args.port
+    if port == "auto":
+        port = find_device_port(args.baud)
+        print("device found on %s" % port, file=sys.stderr)
+    return DeviceClient(SerialTransport(port, args.baud), give_up_after=args.give_up_after)
+
+
+class ProgressBar:
+    """Draws a pull's progress on one line of `out` (stderr): bar, bytes, records,
+    rate and ETA. Only on a terminal: a pipe or a log file gets the summary alone."""
+
+    def __init__(self, out=sys.stderr, width=24):
+        self.out = out
+        self.width = width
+        self.enabled = out.isatty()
+        self._drawn = 0.0
+
+    def __call__(self, state):
+        now = state["seconds"]
+        done = state["records"] >= state["total_records"]
+        if not self.enabled or (now - self._drawn < 0.2 and not done):
+            return
+        self._drawn = now
+        self.out.write("\r" + format_progress(state, self.width))
+        self.out.flush()
+
+    def close(self):
+        if self.enabled and self._drawn:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def format_progress(state, width=24):
+    total = max(1, state["total_records"])
+    filled = int(width * state["records"] / total)
+    eta = state["eta"]
+    eta_text = "--:--" if eta is None else "%d:%02d" % (eta // 60, eta % 60)
+    return "[%s%s] %3d%%  %s  %d/%d records  %s/s  ETA %s " % (
+        "#" * filled, "." * (width - filled), 100 * state["records"] // total, _size(state["bytes"]),
+        state["records"], state["total_records"], _size(state["rate"]), eta_text)
+
+
+def _size(n):
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return ("%d %s" if unit == "B" else "%.1f %s") % (n, unit)
+        n /= 1000.0
 
 
 def cmd_info(args):
@@ -35,12 +81,29 @@ def cmd_info(args):
 
 def cmd_pull(args):
     from .logdb import pull
-    summary = pull(_client(args), args.db)
+    bar = ProgressBar()
+    try:
+        summary = pull(_client(args), args.db, progress=bar)
+    finally:
+        bar.close()
     if args.json:
         print(json.dumps(summary))
-    else:
-        print("device %s: %d new records verified and stored; %d in %s" % (summary["serial"], summary["pulled"],
-                                                                         summary["stored"], args.db))
+        return
+    print("device %s: %d new records verified and stored; %d in %s" % (summary["serial"], summary["pulled"],
+                                                                     summary["stored"], args.db))
+    if summary["efficiency"] is not None:
+        print("transfer: %s of records in %.1f s at %d baud: %.1f %% of the line rate"
+              % (_size(summary["payload_bytes"]), summary["seconds"], summary["baudrate"],
+                 100 * summary["efficiency"]))
+
+
+def cmd_upload(args):
+    from pathlib import Path
+    with open(args.file, "rb") as f:
+        data = f.read()
+    name = args.name or Path(args.file).name
+    digest = _client(args).upload(data, name)
+    print("%s stored on the device as %s (SHA-256 %s verified)" % (args.file, name, digest.hex()))
 
 
 def cmd_log_check(args):
@@ -108,10 +171,28 @@ def cmd_demo(args):
 
 
 def _add_link_options(p):
-    p.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyACM0 (see `synthseal-host ports`)")
-    p.add_argument("--baud", type=int, default=115200, help="baud rate (default: %(default)s)")
-    p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each answer (default: %(default)s)")
+    p.add_argument("--port", default="auto",
+                   help="serial device, e.g. /dev/ttyACM0 (see `synthseal-host ports`); `auto` finds the device "
+                        "by its USB IDs or by asking each port (default: %(default)s)")
+    p.add_argument("--baud", type=_positive_int, default=115200, help="baud rate (default: %(default)s)")
+    p.add_argument("--give-up-after", type=_positive_float, default=300.0, metavar="SECONDS",
+                   help="stop when the device has not answered for this long; faults and disconnects "
+                        "shorter than this are ridden out (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
 
 
 def build_parser():
@@ -132,6 +213,12 @@ def build_parser():
     _add_link_options(p)
     p.add_argument("--db", required=True, help="SQLite file (created if missing)")
     p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("upload", help="store a file on the device (its upload folder), SHA-256 checked")
+    _add_link_options(p)
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--name", help="name on the device (default: the file's name)")
+    p.set_defaults(func=cmd_upload)
 
     p = sub.add_parser("log-check", help="re-verify every stored record's hash and chain link")
     p.add_argument("--db", required=True, help="SQLite file written by `pull`")

@@ -16,7 +16,7 @@ from . import ca
 from .client import DeviceClient, SerialTransport
 from .cli import print_verify_table
 from .logdb import pull
-from .simlink import VirtualSerialLink
+from .simlink import LinkFaults, VirtualSerialLink
 from .verify import verify_file
 from ..device.camera import FakeCamera
 from ..device.client import AgentClient
@@ -91,7 +91,9 @@ def run_demo(out, frames=6):
     config, agent_log = out / "agent.toml", out / "agent.log"
     rig_frames = FakeCamera(1280, 960, seed=0, sensor_noise=0)  # the rig's renders: clean, as from a GPU
     try:
-        with VirtualSerialLink() as link:
+        # The serial cable: a simulated UART, 115200 baud 8N1, 2 ms latency, bit error rate 1e-5.
+        with VirtualSerialLink(baudrate=115200, latency=0.002,
+                               faults=LinkFaults(bit_error_rate=1e-5, seed=1)) as link:
             _step(3, "Device: the agent starts as its own process (lab mode: fake camera), owns the state, "
                      "serves its socket and the serial port")
             _write_config(config, state, files, socket_dir / "agent.sock", link.device_port, 3, 0)
@@ -120,14 +122,19 @@ def run_demo(out, frames=6):
                 with AgentClient(socket_dir / "agent.sock", client="demo-cli") as client:
                     _print_results([o["result"] for o in client.capture(2, "capture")["results"]])
 
-                _step(6, "Host: pull the audit log over the virtual serial link into SQLite")
-                host = DeviceClient(SerialTransport(link.host_port), timeout=5.0)
+                _step(6, "Host: pull the audit log into SQLite over the simulated UART (115200 baud 8N1, "
+                         "2 ms latency, bit error rate 1e-5)")
+                host = DeviceClient(SerialTransport(link.host_port, 115200), give_up_after=30.0)
                 info = host.info()
                 print("    device %s, firmware %s, %s, log head seq %d" % (
                     info["serial"], info["firmware"], info["state"], info["log"]["next_seq"] - 1))
                 summary = pull(host, db)
                 host.transport.close()
                 print("    %d records pulled, hash chain verified, stored in %s" % (summary["pulled"], db))
+                print("    %d bytes of records in %.2f s (a log this small is mostly the HELLO exchange); "
+                      "the line flipped %d bits, and any frame they damaged was asked for again"
+                      % (summary["payload_bytes"], summary["seconds"],
+                         link.stats["to_host"]["bit_errors"] + link.stats["to_device"]["bit_errors"]))
             finally:
                 agent.stop()
     finally:

@@ -1,9 +1,9 @@
 """The host's copy of device audit logs, in SQLite.
 
-`pull` fetches the records a device has that the database lacks, checks every hash
+`pull` streams the records a device has that the database lacks, checks every hash
 link as they arrive (including the link to the last record already stored), and
-commits each verified batch in one transaction: an interrupted pull resumes where it
-stopped and never stores an unverified record. `check_chain` re-verifies everything
+commits verified records in transactions as it goes: an interrupted pull resumes where
+it stopped and never stores an unverified record. `check_chain` re-verifies everything
 stored, so an edit made to the database afterwards is found and named.
 """
 
@@ -79,8 +79,15 @@ def _last_record(db, serial):
 def pull(client, db_path, batch=1024, progress=None):
     """Pull new records from a device into the database; return a summary dict.
 
+    The records stream in (client.stream_log) and are verified as they arrive; verified
+    records are committed every `batch` records or every second, so an interrupted pull
+    loses at most that much work and resumes after the last committed record.
+    `progress`, if given, is called with a dict: records, total_records, bytes,
+    seconds, rate (bytes/s) and eta (seconds, or None while unknown).
+
     The device is asked for its info before the database is touched, so a device
     that does not answer leaves no file behind."""
+    started = time.monotonic()
     info = client.info()
     serial = info["serial"]
     db = open_db(db_path)
@@ -98,28 +105,42 @@ def pull(client, db_path, batch=1024, progress=None):
             prev_hash, prev_seq = (logrecord.GENESIS_HASH if next_seq == 1 else None), None
         else:
             next_seq, prev_hash, prev_seq = last[0] + 1, bytes.fromhex(last[1]), last[0]
-        pulled = 0
-        while True:
-            records = client.read_log(next_seq, batch)
-            if not records:
-                break
-            if prev_hash is None:
-                prev_hash = logrecord.decode_record(records[0])["prev_hash"]
-            failure = logrecord.verify_chain(records, prev_hash, prev_seq)
-            good = records if failure is None else records[:max(0, failure[0])]
+        end_seq = info["log"]["next_seq"]
+        total = max(0, end_seq - next_seq)
+        pulled = payload = 0
+        verified = []
+        last_commit = time.monotonic()
+
+        def commit():
             with db:
-                for raw in good:
+                for raw in verified:
                     _insert(db, serial, raw)
-            pulled += len(good)
-            if progress is not None:
-                progress(pulled)
-            if failure is not None:
-                index, seq, reason = failure
-                raise ChainError("device %s, record %s: %s; %d records before it were stored"
-                                 % (serial, seq, reason, pulled))
-            prev_hash = logrecord.record_hash(records[-1])
-            prev_seq = next_seq + len(records) - 1
-            next_seq = prev_seq + 1
+            del verified[:]
+
+        try:
+            for records in client.stream_log(next_seq, end_seq) if total else ():
+                if prev_hash is None:
+                    prev_hash = logrecord.decode_record(records[0])["prev_hash"]
+                failure = logrecord.verify_chain(records, prev_hash, prev_seq)
+                good = records if failure is None else records[:max(0, failure[0])]
+                verified.extend(good)
+                pulled += len(good)
+                payload += sum(len(raw) for raw in good)
+                if failure is not None:
+                    index, seq, reason = failure
+                    commit()
+                    raise ChainError("device %s, record %s: %s; %d records before it were stored"
+                                     % (serial, seq, reason, pulled))
+                prev_hash = logrecord.record_hash(records[-1])
+                prev_seq = logrecord.decode_record(records[-1])["seq"]
+                if len(verified) >= batch or time.monotonic() - last_commit >= 1.0:
+                    commit()
+                    last_commit = time.monotonic()
+                if progress is not None:
+                    progress(_progress(pulled, total, payload, time.monotonic() - started))
+        finally:
+            if verified:
+                commit()  # what was verified before a failure is kept: the next pull resumes after it
         head = _last_record(db, serial)
         complete = head is not None and info["log"]["next_seq"] == head[0] + 1
         if complete and head[1] != info["log"]["head_hash"]:
@@ -131,10 +152,22 @@ def pull(client, db_path, batch=1024, progress=None):
                 # Anchors the stored chain's end: check_chain then finds an edited or
                 # deleted newest record, which no later link would otherwise expose.
                 db.execute("UPDATE devices SET head_seq=?, head_hash=? WHERE serial=?", (head[0], head[1], serial))
+        seconds = time.monotonic() - started
+        capacity = client.baudrate / 10.0 * seconds  # 8N1: 10 bits on the line per byte
         return {"serial": serial, "pulled": pulled, "stored": _count(db, serial),
-                "head_seq": head[0] if head else None}
+                "head_seq": head[0] if head else None, "payload_bytes": payload, "seconds": round(seconds, 3),
+                "baudrate": client.baudrate, "efficiency": round(payload / capacity, 4) if payload else None}
     finally:
         db.close()
+
+
+def _progress(records, total, payload, seconds):
+    rate = payload / seconds if seconds > 0 else 0.0
+    eta = None
+    if records and rate > 0:
+        eta = (total - records) * (payload / float(records)) / rate
+    return {"records": records, "total_records": total, "bytes": payload, "seconds": seconds,
+            "rate": rate, "eta": eta}
 
 
 def _insert(db, serial, raw):

@@ -62,10 +62,12 @@ def sealed(tmp_path_factory, vendor_ca):
 
 
 class RunningService:
-    """The device service on the device end of a virtual link, in a thread."""
+    """The device service on the device end of a virtual link, in a thread. `link`
+    takes VirtualSerialLink's options: baudrate, latency, faults."""
 
-    def __init__(self, state, fault=None):
-        self.link = VirtualSerialLink(fault=fault)
+    def __init__(self, state, fault=None, **link):
+        self.baudrate = link.get("baudrate") or 115200
+        self.link = VirtualSerialLink(fault=fault, **link)
         self.stop = threading.Event()
         ready = threading.Event()
         self.thread = threading.Thread(target=serve, args=(state, self.link.device_port),
@@ -74,8 +76,8 @@ class RunningService:
         assert ready.wait(5)
         self._clients = []
 
-    def client(self, timeout=2.0, attempts=3):
-        client = DeviceClient(SerialTransport(self.link.host_port), timeout=timeout, attempts=attempts)
+    def client(self, give_up_after=30.0):
+        client = DeviceClient(SerialTransport(self.link.host_port, self.baudrate), give_up_after=give_up_after)
         self._clients.append(client)
         return client
 
@@ -91,8 +93,8 @@ class RunningService:
 def service_for():
     running = []
 
-    def start(state, fault=None):
-        service = RunningService(state, fault)
+    def start(state, fault=None, **link):
+        service = RunningService(state, fault, **link)
         running.append(service)
         return service
 

@@ -510,7 +510,7 @@ def test_stress_concurrent_rigs_captures_and_serial_pulls(state_dir, tmp_path, a
         def puller():
             try:
                 while not stop.is_set():
-                    host = DeviceClient(SerialTransport(link.host_port), timeout=5.0)
+                    host = DeviceClient(SerialTransport(link.host_port), give_up_after=30.0)
                     try:
                         pulls.append(logdb.pull(host, db)["pulled"])
                     finally:
@@ -527,7 +527,7 @@ def test_stress_concurrent_rigs_captures_and_serial_pulls(state_dir, tmp_path, a
         for thread in threads:
             thread.join(120)
         assert errors == []
-        host = DeviceClient(SerialTransport(link.host_port), timeout=5.0)
+        host = DeviceClient(SerialTransport(link.host_port), give_up_after=30.0)
         pulls.append(logdb.pull(host, db)["pulled"])
         host.transport.close()
     records = check_output_matches_log(state_dir, tmp_path / "out")

@@ -290,10 +290,14 @@ def test_vendor_converter_documents_itself():
     assert "full-integer" in completed.stdout
 
 
-def test_make_bench_writes_seal_and_classifier_figures(tmp_path):
+def test_make_bench_writes_seal_classifier_agent_and_transport_figures(tmp_path):
+    """Every section of `make bench`, at a small size (the full run is `make bench`)."""
     out = tmp_path / "bench.json"
-    subprocess.run([sys.executable, "-m", "synthseal.firmware_tools.bench", "--runs", "2", "--out", str(out)],
-                   cwd=REPO, capture_output=True, text=True, check=True)
+    completed = subprocess.run([sys.executable, "-m", "synthseal.firmware_tools.bench", "--runs", "2",
+                                "--agent-frames", "3", "--transport-bytes", "20000",
+                                "--transport-runs", "1000000:1", "--out", str(out)],
+                               cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads(out.read_text(encoding="utf-8"))
     seal = report["seal"]
     assert seal["frame"] == "4056x3040"
@@ -304,6 +308,14 @@ def test_make_bench_writes_seal_and_classifier_figures(tmp_path):
     classifier = report["classifier"]
     assert set(classifier["int8_ms_per_frame"]) == {"1", "2"} == set(classifier["int8_vs_float32"])
     assert classifier["model_size_bytes"] == Path(DEFAULT_MODEL).stat().st_size
+    agent = report["agent"]
+    for path in ("camera_lab_fake_sensor", "intake_raw_rgb_3_clients"):
+        assert agent[path]["seals_per_second"] > 0 and agent[path]["latency_ms_p99"] >= agent[path]["latency_ms_p50"]
+    assert agent["stages_single_frame"]["slowest_stage_ms"] <= agent["stages_single_frame"]["single_frame_total_ms"]
+    links = report["transport"]["links"]
+    assert {(link["baud"], link["bit_error_rate"]) for link in links} == {(1000000, 0.0), (1000000, 1e-5)}
+    for link in links:
+        assert 0 < link["synthseal_efficiency_median"] <= 1 and 0 <= link["zmodem_efficiency_median"] <= 1
 
 
 @pytest.mark.parametrize("case, message", [

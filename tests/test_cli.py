@@ -25,7 +25,7 @@ def test_help_explains_every_command(tool):
     assert result.returncode == 0
     # argparse lists each subcommand at a 4-space indent, its description beside or below.
     listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ") and line[4] != " "}
-    assert listed >= {"host": {"ports", "info", "pull", "verify", "log-check", "ca", "demo"},
+    assert listed >= {"host": {"ports", "info", "pull", "upload", "verify", "log-check", "ca", "demo"},
                       "device": {"init", "install-cert", "run", "status", "capture", "info"}}[tool], result.stdout
 
 
@@ -171,7 +171,7 @@ def test_pull_from_a_silent_device_is_one_line_and_creates_no_database(tmp_path)
     from synthseal.host.simlink import VirtualSerialLink
     db = tmp_path / "audit.sqlite"
     with VirtualSerialLink() as link:  # nothing answers at the device end
-        result = run("host", "pull", "--port", link.host_port, "--db", db, "--timeout", 0.3)
+        result = run("host", "pull", "--port", link.host_port, "--db", db, "--give-up-after", 0.6)
     assert result.returncode == 2 and _one_line_error(result), result.stderr
     assert "did not answer" in result.stderr
     assert not db.exists()
@@ -204,7 +204,7 @@ def test_a_link_that_corrupts_every_frame_is_one_line_and_stores_nothing(sealed,
 
     db = tmp_path / "audit.sqlite"
     service = service_for(sealed["state"], fault=corrupt_every_answer)
-    result = run("host", "pull", "--port", service.link.host_port, "--db", db, "--timeout", 0.5)
+    result = run("host", "pull", "--port", service.link.host_port, "--db", db, "--give-up-after", 1)
     assert result.returncode == 2 and _one_line_error(result), result.stderr
     assert not db.exists()
 
@@ -277,3 +277,41 @@ def test_demo_will_not_delete_a_folder_it_did_not_make(tmp_path):
     result = run("host", "demo", "--out", keep)
     assert result.returncode == 2
     assert (keep / "precious.txt").exists()
+
+
+def test_pull_through_a_noisy_slow_line_ends_with_the_efficiency_line(sealed, service_for, tmp_path):
+    from synthseal.host.simlink import LinkFaults
+    db = tmp_path / "audit.sqlite"
+    service = service_for(sealed["state"], baudrate=38400, latency=0.002,
+                          faults=LinkFaults(bit_error_rate=1e-4, seed=2))
+    result = run("host", "pull", "--port", service.link.host_port, "--baud", 38400, "--db", db)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "3 new records verified and stored" in lines[0]
+    assert lines[-1].startswith("transfer: ") and "at 38400 baud" in lines[-1] and "% of the line rate" in lines[-1]
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def test_progress_line_shows_bar_bytes_records_rate_and_eta():
+    from synthseal.host.cli import format_progress
+    line = format_progress({"records": 250, "total_records": 1000, "bytes": 55750, "seconds": 5.0,
+                            "rate": 11150.0, "eta": 15.0})
+    assert line.startswith("[######..................]  25%  55.8 kB  250/1000 records  11.2 kB/s  ETA 0:15")
+
+
+def test_upload_stores_the_file_on_the_device_after_its_hash_is_checked(device, service_for, tmp_path):
+    blob = tmp_path / "fw-1.2.bin"
+    blob.write_bytes(bytes(range(256)) * 300)
+    service = service_for(device)
+    result = run("host", "upload", "--port", service.link.host_port, blob)
+    assert result.returncode == 0, result.stderr
+    assert "stored on the device as fw-1.2.bin" in result.stdout
+    assert (device.directory / "uploads" / "fw-1.2.bin").read_bytes() == blob.read_bytes()
+    result = run("host", "upload", "--port", service.link.host_port, blob, "--name", "../escape")
+    assert result.returncode == 2 and _one_line_error(result) and "not allowed" in result.stderr
+
+
+def test_auto_port_without_a_device_is_one_line(tmp_path):
+    result = run("host", "info", "--give-up-after", 0.5)
+    assert result.returncode == 2 and _one_line_error(result), result.stderr
+    assert "no serial ports found" in result.stderr or "no synthseal device found" in result.stderr

@@ -94,7 +94,7 @@ def test_damaged_frames_in_both_directions_are_resent(device, service_for, tmp_p
             data = bytes([data[0] ^ 0x40]) + data[1:]
         return data
 
-    client = service_for(device, fault=flip_first_frame_each_way).client(timeout=1.0)
+    client = service_for(device, fault=flip_first_frame_each_way).client()
     assert logdb.pull(client, tmp_path / "audit.sqlite")["stored"] == 3
     assert damaged == {"to_device": 1, "to_host": 1}
 
@@ -102,7 +102,7 @@ def test_damaged_frames_in_both_directions_are_resent(device, service_for, tmp_p
 def test_a_silent_device_gives_a_clear_error_and_writes_nothing(tmp_path):
     db = tmp_path / "audit.sqlite"
     with VirtualSerialLink() as link:
-        client = DeviceClient(SerialTransport(link.host_port), timeout=0.3, attempts=2)
+        client = DeviceClient(SerialTransport(link.host_port), give_up_after=0.6)
         with pytest.raises(HostError, match="did not answer"):
             logdb.pull(client, db)
         client.transport.close()

@@ -1,10 +1,13 @@
-"""The device side of the protocol: turn one request payload into one response
-payload. No I/O here; the serial service (device/service.py on CPython, a small loop
-on MicroPython) reads frames, calls handle_request and writes the answer.
+"""The device side of the protocol: turn one request payload into its answer: one
+payload, or for LOG_STREAM a list of payloads sent one frame each. No I/O here but the
+upload staging file; the serial service (device/service.py on CPython, a small loop on
+MicroPython) reads frames, calls handle_request and writes the answers.
 """
 
 from . import framing
 from . import protocol as p
+from . import transfer
+from .transfer import RecordTooLargeError
 
 
 def _fits_one_frame(record_lengths):
@@ -12,11 +15,14 @@ def _fits_one_frame(record_lengths):
 
 
 class DeviceEndpoint:
-    """`info` is a function returning the device-info dict; `log` an AuditLog."""
+    """`info` is a function returning the device-info dict; `log` an AuditLog;
+    `upload_dir` the folder uploads are staged and stored in (None: uploads refused),
+    `max_upload` the largest upload in bytes."""
 
-    def __init__(self, info, log):
+    def __init__(self, info, log, upload_dir=None, max_upload=transfer.MAX_UPLOAD):
         self._info = info
         self._log = log
+        self._uploads = transfer.UploadStage(upload_dir, max_upload) if upload_dir else None
 
     def handle_request(self, payload):
         try:
@@ -29,6 +35,10 @@ class DeviceEndpoint:
             if msg_type == p.TYPE_LOG_READ:
                 start_seq, max_records = p.decode_log_read(body)
                 return p.encode_message(p.TYPE_LOG_READ | p.RESPONSE, request_id, self._log_batch(start_seq, max_records))
+            if msg_type == p.TYPE_LOG_STREAM:
+                return self._log_stream(request_id, body)
+            if msg_type in (p.TYPE_UPLOAD_BEGIN, p.TYPE_UPLOAD_DATA, p.TYPE_UPLOAD_END):
+                return p.encode_message(msg_type | p.RESPONSE, request_id, self._upload(msg_type, body))
             return self._error(request_id, p.ERR_UNKNOWN_TYPE, "unknown message type 0x%02x" % msg_type)
         except p.ProtocolError as err:
             return self._error(request_id, p.ERR_BAD_REQUEST, str(err))
@@ -36,6 +46,10 @@ class DeviceEndpoint:
             return self._error(request_id, p.ERR_LOG_RANGE, str(err))
         except RecordTooLargeError as err:
             return self._error(request_id, p.ERR_INTERNAL, str(err))
+        except transfer.UploadError as err:
+            return self._error(request_id, p.ERR_UPLOAD, str(err))
+        except OSError as err:
+            return self._error(request_id, p.ERR_INTERNAL, "storage error: %s" % err)
 
     def _error(self, request_id, code, message):
         return p.encode_message(p.TYPE_ERROR, request_id, p.encode_error(code, message))
@@ -53,11 +67,28 @@ class DeviceEndpoint:
         return p.encode_log_batch(start_seq, records)
 
 
+    def _log_stream(self, request_id, body):
+        start_seq, end_seq, chunk = p.decode_log_stream_request(body)
+        if start_seq < self._log.first_seq:
+            raise LogRangeError("records before seq %d are no longer on the device" % self._log.first_seq)
+        kind = p.TYPE_LOG_STREAM | p.RESPONSE
+        return [p.encode_message(kind, request_id, frame)
+                for frame in transfer.stream_frames(self._log, start_seq, end_seq, chunk)]
+
+    def _upload(self, msg_type, body):
+        if self._uploads is None:
+            raise transfer.UploadError("this device accepts no uploads")
+        if msg_type == p.TYPE_UPLOAD_BEGIN:
+            size, sha256, name = p.decode_upload_begin(body)
+            return p.encode_u32(self._uploads.begin(size, sha256, name))
+        if msg_type == p.TYPE_UPLOAD_DATA:
+            token, offset, data = p.decode_upload_data(body)
+            self._uploads.write(token, offset, data)
+            return p.encode_upload_ack(offset, len(data))
+        return self._uploads.finish(p.decode_u32(body))
+
+
 class LogRangeError(Exception):
-    pass
-
-
-class RecordTooLargeError(Exception):
     pass
 
 

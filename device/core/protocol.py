@@ -19,6 +19,10 @@ HEADER_LEN = 3
 
 TYPE_HELLO = 0x01      # body: empty. Response: JSON device info
 TYPE_LOG_READ = 0x02   # body: u32 start_seq, u16 max_records. Response: log batch
+TYPE_LOG_STREAM = 0x03  # body: u32 start_seq, u32 end_seq, u16 chunk. Response: several stream frames
+TYPE_UPLOAD_BEGIN = 0x10  # body: u32 size, 32-byte SHA-256, UTF-8 name. Response: u32 token
+TYPE_UPLOAD_DATA = 0x11   # body: u32 token, u32 offset, bytes. Response: u32 offset, u32 length
+TYPE_UPLOAD_END = 0x12    # body: u32 token. Response: the 32-byte SHA-256 of the stored file
 TYPE_ERROR = 0x7F      # body: u16 error code, UTF-8 message
 RESPONSE = 0x80
 
@@ -27,6 +31,7 @@ ERR_BAD_REQUEST = 2    # a well-formed frame whose message does not parse
 ERR_UNKNOWN_TYPE = 3
 ERR_LOG_RANGE = 4      # the requested records are no longer on the device
 ERR_INTERNAL = 5
+ERR_UPLOAD = 6         # the upload cannot go on: no upload under way, bad size, or hash mismatch
 
 
 class ProtocolError(ValueError):
@@ -51,8 +56,8 @@ def encode_json(obj):
 
 def decode_json(body):
     try:
-        return json.loads(body.decode())
-    except (ValueError, UnicodeError):
+        return json.loads(bytes(body).decode())
+    except (ValueError, UnicodeError, RuntimeError):  # RuntimeError: nesting too deep
         raise ProtocolError("message body is not UTF-8 JSON")
 
 
@@ -72,9 +77,10 @@ LOG_BATCH_HEAD_LEN = 6
 LOG_BATCH_RECORD_OVERHEAD = 2
 
 
-def log_batch_fits(max_payload, record_lengths):
-    """True if a LOG_READ answer holding records of these lengths fits max_payload."""
-    total = HEADER_LEN + LOG_BATCH_HEAD_LEN
+def log_batch_fits(max_payload, record_lengths, head_len=LOG_BATCH_HEAD_LEN):
+    """True if a LOG_READ answer (or, with head_len=LOG_STREAM_HEAD_LEN, a LOG_STREAM
+    frame) holding records of these lengths fits max_payload."""
+    total = HEADER_LEN + head_len
     for n in record_lengths:
         total += LOG_BATCH_RECORD_OVERHEAD + n
     return total <= max_payload
@@ -107,6 +113,95 @@ def decode_log_batch(body):
     if at != len(body):
         raise ProtocolError("log batch has trailing bytes")
     return first_seq, records
+
+
+def encode_log_stream_request(start_seq, end_seq, chunk):
+    return struct.pack("<IIH", start_seq, end_seq, chunk)
+
+
+def decode_log_stream_request(body):
+    if len(body) != 10:
+        raise ProtocolError("LOG_STREAM body must be 10 bytes")
+    return struct.unpack("<IIH", body)
+
+
+# A LOG_STREAM answer frame: a flags byte, then a log batch. Each frame names its own
+# first seq, so the host places it whatever arrived before it.
+LOG_STREAM_HEAD_LEN = 1 + LOG_BATCH_HEAD_LEN
+STREAM_LAST = 0x01     # flag: the last frame of this answer
+
+
+def encode_log_stream_frame(flags, first_seq, records):
+    return bytes([flags]) + encode_log_batch(first_seq, records)
+
+
+def decode_log_stream_frame(body):
+    """Return (flags, first_seq, records)."""
+    if len(body) < 1:
+        raise ProtocolError("log stream frame is empty")
+    first_seq, records = decode_log_batch(body[1:])
+    return body[0], first_seq, records
+
+
+UPLOAD_DIGEST_LEN = 32
+UPLOAD_NAME_MAX = 64
+
+
+def encode_upload_begin(size, sha256, name):
+    return struct.pack("<I", size) + sha256 + name.encode()
+
+
+def decode_upload_begin(body):
+    """Return (size, sha256, name)."""
+    if len(body) < 4 + UPLOAD_DIGEST_LEN + 1 or len(body) > 4 + UPLOAD_DIGEST_LEN + UPLOAD_NAME_MAX:
+        raise ProtocolError("UPLOAD_BEGIN body has the wrong size")
+    (size,) = struct.unpack("<I", body[:4])
+    try:
+        name = bytes(body[4 + UPLOAD_DIGEST_LEN:]).decode()
+    except UnicodeError:
+        raise ProtocolError("upload name is not UTF-8")
+    return size, bytes(body[4:4 + UPLOAD_DIGEST_LEN]), name
+
+
+def upload_token(sha256):
+    """Names one upload in every data frame, so a late frame of an earlier upload is
+    never written into this one."""
+    return struct.unpack("<I", sha256[:4])[0]
+
+
+def encode_upload_data(token, offset, data):
+    return struct.pack("<II", token, offset) + data
+
+
+def decode_upload_data(body):
+    """Return (token, offset, data)."""
+    if len(body) < 8:
+        raise ProtocolError("UPLOAD_DATA body shorter than its header")
+    token, offset = struct.unpack("<II", body[:8])
+    return token, offset, bytes(body[8:])
+
+
+UPLOAD_DATA_HEAD_LEN = 8
+
+
+def encode_upload_ack(offset, length):
+    return struct.pack("<II", offset, length)
+
+
+def decode_upload_ack(body):
+    if len(body) != 8:
+        raise ProtocolError("UPLOAD_DATA answer must be 8 bytes")
+    return struct.unpack("<II", body)
+
+
+def encode_u32(value):
+    return struct.pack("<I", value)
+
+
+def decode_u32(body):
+    if len(body) != 4:
+        raise ProtocolError("body must be one u32")
+    return struct.unpack("<I", body)[0]
 
 
 def encode_error(code, message):

@@ -4,7 +4,7 @@
 import binascii
 import json
 
-from synthseal.device.core import aigc, auditlog, framing, handlers, jpeg, logrecord, policy, protocol
+from synthseal.device.core import aigc, auditlog, framing, handlers, jpeg, logrecord, policy, protocol, transfer
 
 
 def hx(b):
@@ -44,6 +44,28 @@ first, batch = protocol.decode_log_batch(body)
 out["log_read"] = [msg_type, request_id, first, len(batch)]
 answer = endpoint.handle_request(protocol.encode_message(0x33, 9))
 out["unknown_type"] = protocol.decode_message(answer)[0]
+
+# Streaming: the chunk rule, the frames a LOG_STREAM answer holds, and an upload
+# staged, checked and stored through the device's filesystem.
+out["chunks"] = [transfer.chunk_size(baud, ber) for baud in (9600, 115200, 1000000) for ber in (0, 1e-6, 1e-5, 1e-4)]
+out["wire_bytes"] = [transfer.wire_bytes(n) for n in (0, 250, 254, 4096)]
+stream = endpoint.handle_request(protocol.encode_message(protocol.TYPE_LOG_STREAM, 11,
+                                                         protocol.encode_log_stream_request(1, 4, 256)))
+out["log_stream"] = [hx(frame) for frame in stream]
+blob = bytes(range(256)) * 3
+import hashlib
+digest = hashlib.sha256(blob).digest()
+uploads = handlers.DeviceEndpoint(lambda: {}, log, upload_dir="vectors-up")
+answers = [uploads.handle_request(protocol.encode_message(protocol.TYPE_UPLOAD_BEGIN, 1,
+                                                          protocol.encode_upload_begin(len(blob), digest, "fw.bin")))]
+token = protocol.upload_token(digest)
+for offset in (512, 0, 256):
+    answers.append(uploads.handle_request(protocol.encode_message(
+        protocol.TYPE_UPLOAD_DATA, 2, protocol.encode_upload_data(token, offset, blob[offset:offset + 256]))))
+answers.append(uploads.handle_request(protocol.encode_message(protocol.TYPE_UPLOAD_END, 3, protocol.encode_u32(token))))
+out["upload_answers"] = [hx(a) for a in answers]
+with open("vectors-up/fw.bin", "rb") as f:
+    out["upload_stored"] = f.read() == blob
 
 label = aigc.build_label("1", "Vendor", "SN-00000001-abcd", aigc.encode_reserved_code1(bytes(range(64))))
 out["label"] = label

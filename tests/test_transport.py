@@ -1,0 +1,367 @@
+"""The streaming transport through the link simulator: whatever the line does (bit
+errors, dropped bytes, noise bursts, disconnects) one `pull` ends with exactly the
+device's records, chain verified; uploads arrive whole or not at all; the sizes and
+waits follow the baud rate.
+
+Line-rate figures are measured by `make bench`, not here. The pulls of 10,000 records
+at 9600 / 38400 / 115200 baud take 4 to 20 minutes of real line time each and are
+marked `long` (`make test-long`); the suite pulls smaller logs at the same rates."""
+
+import hashlib
+import os
+import sqlite3
+import time
+
+import pytest
+import serial
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from synthseal.device.core import logrecord, protocol as p, transfer
+from synthseal.host import logdb
+from synthseal.host.client import HostError, SerialTransport, find_device_port, port_error
+from synthseal.host.simlink import LinkFaults, VirtualSerialLink
+from tests.conftest import RunningService, make_device
+
+# What a capture's decision looks like in the log: a record of about 223 bytes.
+CAPTURE_DECISION = {"source": "capture", "rule": "capture", "label": None, "explicit": False,
+                    "dst": "digitalCapture", "art17": None, "th": 0.5}
+
+
+def _fill_log(state, n, pads=None):
+    log = state.log()
+    for i in range(n):
+        decision = dict(CAPTURE_DECISION)
+        if pads is not None:
+            decision["pad"] = "x" * pads[i % len(pads)]
+        log.append(1700000000000 + i, hashlib.sha256(b"%d" % i).digest(), logrecord.EVENT_SEAL,
+                   "TEST-0001-%08d-ab12" % (i + 1), decision)
+    return log
+
+
+def _stored(db):
+    return [bytes(r[0]) for r in sqlite3.connect(db).execute("SELECT raw FROM records ORDER BY seq")]
+
+
+def _pull_and_check(state, db, **link):
+    service = RunningService(state, **link)
+    try:
+        summary = logdb.pull(service.client(give_up_after=60), db)
+        stats = service.link.stats
+    finally:
+        service.close()
+    log = state.log()
+    assert _stored(db) == log.read(1, log.count), "stored records differ from the device's"
+    assert logdb.check_chain(db) == []
+    assert summary["head_seq"] == log.next_seq - 1
+    return summary, stats
+
+
+def test_an_ordinary_capture_record_is_about_223_bytes(device):
+    assert 215 <= len(_fill_log(device, 1).read(1, 1)[0]) <= 230
+
+
+# -- the simulator ----------------------------------------------------------------------
+
+def _carry(link, data):
+    host = serial.Serial(link.host_port, timeout=0.05)
+    dev = serial.Serial(link.device_port, timeout=0.05)
+    try:
+        started = time.monotonic()
+        dev.write(data)
+        got = bytearray()
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < 0.5:
+            chunk = host.read(65536)
+            if chunk:
+                got += chunk
+                quiet_since = time.monotonic()
+        return bytes(got), quiet_since - started
+    finally:
+        host.close()
+        dev.close()
+
+
+def test_simulator_holds_the_baud_rate_at_ten_bits_per_byte():
+    data = os.urandom(9600)
+    with VirtualSerialLink(baudrate=96000, latency=0.002) as link:
+        got, seconds = _carry(link, data)
+    assert got == data
+    assert seconds >= 0.97 * len(data) * 10 / 96000  # never faster than the line
+
+
+def test_simulator_faults_are_reproducible_from_the_seed():
+    data = os.urandom(20000)
+    faults = dict(bit_error_rate=1e-4, drop_rate=1e-4, burst_rate=3e-4, seed=42)
+    results = []
+    for _ in range(2):
+        with VirtualSerialLink(baudrate=1000000, faults=LinkFaults(**faults)) as link:
+            results.append((_carry(link, data)[0], link.stats["to_host"]))
+    assert results[0] == results[1]
+    got, stats = results[0]
+    assert got != data and stats["bit_errors"] > 0 and stats["dropped"] > 0 and stats["bursts"] > 0
+    assert len(got) == len(data) - stats["dropped"]
+
+
+def test_a_disconnect_loses_what_is_sent_while_it_lasts():
+    with VirtualSerialLink(baudrate=1000000, faults=LinkFaults(disconnects=[(1000, 0.3)])) as link:
+        got, _ = _carry(link, os.urandom(3000))
+        assert link.disconnect_count == 1 and len(got) < 3000
+        assert link.stats["to_host"]["lost_disconnected"] > 0
+
+
+# -- sizes and waits from one definition ---------------------------------------------
+
+def test_chunk_shrinks_with_the_error_rate_and_the_baud_rate():
+    clean = transfer.chunk_size(115200, 0.0)
+    assert clean == transfer.MAX_CHUNK
+    sizes = [transfer.chunk_size(1000000, ber) for ber in (0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-2)]
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] == transfer.MIN_CHUNK
+    assert 400 <= transfer.chunk_size(1000000, 1e-5) <= 500
+    # At 9600 baud no frame spends more than MAX_FRAME_SECONDS on the line.
+    assert transfer.line_seconds(transfer.chunk_size(9600, 0.0), 9600) <= transfer.MAX_FRAME_SECONDS
+
+
+def test_waits_follow_the_line_not_a_fixed_three_seconds():
+    slow, fast = (transfer.silence_timeout(baud, transfer.chunk_size(baud, 0)) for baud in (9600, 1000000))
+    frame_at_9600 = transfer.line_seconds(transfer.wire_bytes(transfer.chunk_size(9600, 0)), 9600)
+    assert slow > 2 * frame_at_9600 and fast < 0.5
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(min_value=0, max_value=3000), min_size=1, max_size=40),
+       st.integers(min_value=0, max_value=20000))
+def test_every_stream_frame_fits_its_chunk_and_the_frames_cover_the_range(tmp_path_factory, pads, chunk):
+    from synthseal.device.core.auditlog import AuditLog
+    log = AuditLog(str(tmp_path_factory.mktemp("log") / "audit.log"))
+    for i, pad in enumerate(pads):
+        log.append(i, bytes(32), 1, "P", {"pad": "x" * pad})
+    frames = transfer.stream_frames(log, 1, log.next_seq, chunk)
+    seq = 1
+    for i, body in enumerate(frames):
+        flags, first, records = p.decode_log_stream_frame(body)
+        payload = p.HEADER_LEN + len(body)
+        assert payload <= max(transfer.MIN_CHUNK, min(chunk, 16384)) or len(records) == 1
+        assert first == seq and bool(flags & p.STREAM_LAST) == (i == len(frames) - 1)
+        seq += len(records)
+    assert seq == log.next_seq or len(frames) == transfer.MAX_STREAM_FRAMES \
+        or sum(len(b) for b in frames) >= transfer.MAX_STREAM_BYTES
+
+
+# -- pulls through a faulty line ------------------------------------------------------
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(min_value=1, max_value=120),
+       pads=st.lists(st.integers(min_value=0, max_value=1500), min_size=1, max_size=8),
+       seed=st.integers(min_value=0, max_value=2**32),
+       ber=st.sampled_from([0.0, 1e-6, 1e-5, 3e-5, 1e-4]),
+       drop=st.sampled_from([0.0, 1e-5, 1e-4]),
+       burst=st.sampled_from([0.0, 1e-5, 3e-5]),
+       cuts=st.lists(st.tuples(st.floats(min_value=0.0, max_value=1.0), st.floats(min_value=0.05, max_value=1.0)),
+                     max_size=3))
+def test_one_pull_gets_exactly_the_devices_records_whatever_the_line_does(
+        vendor_ca, tmp_path_factory, n, pads, seed, ber, drop, burst, cuts):
+    base = tmp_path_factory.mktemp("prop")
+    state = make_device(base / "device", vendor_ca)
+    log = _fill_log(state, n, pads)
+    size = sum(len(r) for r in log.read(1, n)) + 2000  # the records and the HELLO answer
+    faults = LinkFaults(bit_error_rate=ber, drop_rate=drop, burst_rate=burst, seed=seed,
+                        disconnects=[(int(at * size), seconds) for at, seconds in cuts])
+    summary, stats = _pull_and_check(state, base / "audit.sqlite", baudrate=1000000, latency=0.002, faults=faults)
+    assert summary["pulled"] == n
+
+
+def test_three_disconnects_noise_and_drops_in_one_pull(device, tmp_path):
+    _fill_log(device, 300)
+    faults = LinkFaults(bit_error_rate=1e-4, drop_rate=2e-5, burst_rate=2e-5, seed=7,
+                        disconnects=[(10000, 1.0), (30000, 0.5), (50000, 1.5)])
+    summary, stats = _pull_and_check(device, tmp_path / "a.sqlite", baudrate=460800, latency=0.002, faults=faults)
+    assert summary["pulled"] == 300
+    assert stats["to_host"]["lost_disconnected"] > 0 and stats["to_host"]["bit_errors"] > 0
+
+
+def test_a_pull_resumes_from_the_last_stored_record(device, tmp_path):
+    db = tmp_path / "a.sqlite"
+    _fill_log(device, 50)
+    _pull_and_check(device, db, baudrate=1000000)
+    _fill_log(device, 30)
+    summary, _ = _pull_and_check(device, db, baudrate=1000000, faults=LinkFaults(bit_error_rate=1e-4, seed=3))
+    assert summary["pulled"] == 30 and summary["stored"] == 80
+
+
+@pytest.mark.parametrize("baud,records", [(9600, 25), (38400, 120), (115200, 400)])
+def test_ordinary_captures_pull_at_slow_and_common_baud_rates(device, tmp_path, baud, records):
+    _fill_log(device, records)
+    summary, _ = _pull_and_check(device, tmp_path / "a.sqlite", baudrate=baud, latency=0.002,
+                                 faults=LinkFaults(bit_error_rate=1e-5, seed=baud))
+    assert summary["pulled"] == records
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("baud,records", [(9600, 2000), (38400, 10000), (115200, 10000)])
+def test_ten_thousand_ordinary_captures_pull_at_each_baud_rate(device, tmp_path, baud, records):
+    from synthseal.device.core import auditlog
+    durable, auditlog._fsync = auditlog._fsync, None  # filling the log fast; durability is tested elsewhere
+    try:
+        _fill_log(device, records)
+    finally:
+        auditlog._fsync = durable
+    summary, _ = _pull_and_check(device, tmp_path / "a.sqlite", baudrate=baud, latency=0.002,
+                                 faults=LinkFaults(bit_error_rate=1e-5, seed=baud))
+    assert summary["pulled"] == records
+
+
+def test_a_device_that_goes_silent_mid_pull_is_given_up_on_after_the_set_time(device, tmp_path):
+    _fill_log(device, 200)
+    db = tmp_path / "a.sqlite"
+    service = RunningService(device, baudrate=115200, faults=LinkFaults(disconnects=[(6000, 3600)]))
+    try:
+        started = time.monotonic()
+        with pytest.raises(HostError, match="did not answer for"):
+            logdb.pull(service.client(give_up_after=1.5), db)
+        assert time.monotonic() - started < 10
+    finally:
+        service.close()
+    stored = _stored(db)
+    assert stored == device.log().read(1, len(stored))  # what arrived before is kept, verified
+
+
+def test_progress_reports_records_bytes_rate_and_eta(device, tmp_path):
+    _fill_log(device, 120)
+    seen = []
+    service = RunningService(device, baudrate=1000000)
+    try:
+        logdb.pull(service.client(), tmp_path / "a.sqlite", progress=seen.append)
+    finally:
+        service.close()
+    assert seen[-1]["records"] == seen[-1]["total_records"] == 120
+    assert seen[-1]["bytes"] == sum(len(r) for r in device.log().read(1, 120))
+    assert all(s["rate"] >= 0 for s in seen) and seen[-1]["eta"] == 0
+
+
+# -- uploads --------------------------------------------------------------------------
+
+def test_an_upload_arrives_whole_through_noise_and_a_disconnect(device):
+    data = os.urandom(150000)
+    faults = LinkFaults(bit_error_rate=5e-5, drop_rate=1e-5, seed=11, disconnects=[(50000, 0.7, "to_device")])
+    service = RunningService(device, baudrate=1000000, latency=0.002, faults=faults)
+    try:
+        digest = service.client().upload(data, "firmware.bin")
+        assert service.link.disconnect_count == 1 and service.link.stats["to_device"]["bit_errors"] > 0
+    finally:
+        service.close()
+    assert digest == hashlib.sha256(data).digest()
+    assert (device.directory / "uploads" / "firmware.bin").read_bytes() == data
+    assert not (device.directory / "uploads" / ".upload.part").exists()
+
+
+def test_upload_stage_refuses_a_wrong_hash_and_keeps_nothing_under_the_name(tmp_path):
+    stage = transfer.UploadStage(str(tmp_path / "up"))
+    data = b"firmware" * 100
+    token = stage.begin(len(data), hashlib.sha256(data).digest(), "fw.bin")
+    stage.write(token, 0, data[:400])
+    stage.write(token, 400, b"X" * 400)  # damaged bytes
+    with pytest.raises(transfer.UploadError, match="SHA-256"):
+        stage.finish(token)
+    assert not (tmp_path / "up" / "fw.bin").exists()
+    stage.write(token, 400, data[400:])  # sent again: now it holds
+    assert stage.finish(token) == hashlib.sha256(data).digest()
+    assert (tmp_path / "up" / "fw.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("name", ["../evil", ".hidden", "a/b", "", "x" * 65, "sp ace"])
+def test_upload_names_that_could_escape_the_folder_are_refused(tmp_path, name):
+    with pytest.raises(transfer.UploadError):
+        transfer.UploadStage(str(tmp_path)).begin(10, bytes(32), name)
+
+
+def test_upload_data_past_the_end_or_for_another_upload_is_refused(tmp_path):
+    stage = transfer.UploadStage(str(tmp_path))
+    token = stage.begin(10, b"\x01" * 32, "a.bin")
+    with pytest.raises(transfer.UploadError, match="past the end"):
+        stage.write(token, 8, b"abc")
+    with pytest.raises(transfer.UploadError, match="no upload"):
+        stage.write(token ^ 1, 0, b"a")
+
+
+def test_a_device_without_an_upload_folder_refuses_uploads(device):
+    from synthseal.device.core.handlers import DeviceEndpoint
+    answer = DeviceEndpoint(lambda: {}, device.log()).handle_request(
+        p.encode_message(p.TYPE_UPLOAD_BEGIN, 3, p.encode_upload_begin(4, bytes(32), "a.bin")))
+    msg_type, _, body = p.decode_message(answer)
+    assert msg_type == p.TYPE_ERROR and p.decode_error(body)[0] == p.ERR_UPLOAD
+
+
+# -- ports ----------------------------------------------------------------------------
+
+def test_auto_detection_finds_the_port_that_answers_hello(device):
+    service = RunningService(device)
+    try:
+        with VirtualSerialLink() as silent:
+            assert find_device_port(candidates=[silent.host_port, service.link.host_port],
+                                    probe_seconds=0.5) == service.link.host_port
+    finally:
+        service.close()
+
+
+def test_auto_detection_without_a_device_names_what_it_tried(tmp_path):
+    with VirtualSerialLink() as silent:
+        with pytest.raises(HostError, match="no synthseal device found") as err:
+            find_device_port(candidates=[silent.host_port, str(tmp_path / "ttyACM5")], probe_seconds=0.3)
+    assert silent.host_port in str(err.value) and "ttyACM5" in str(err.value)
+
+
+def test_port_problems_say_what_to_do():
+    import errno
+    assert "dialout" in str(port_error("/dev/ttyACM0", PermissionError(errno.EACCES, "Permission denied")))
+    assert "does not exist" in str(port_error("/dev/ttyACM0", FileNotFoundError(errno.ENOENT, "No such file")))
+    assert "busy" in str(port_error("/dev/ttyACM0", OSError(errno.EBUSY, "Device or resource busy")))
+
+
+def test_a_port_without_permission_is_reported_with_the_group_to_join(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root opens any port")
+    with VirtualSerialLink() as link:
+        os.chmod(link.host_port, 0)
+        with pytest.raises(HostError, match="dialout"):
+            SerialTransport(link.host_port)
+
+
+def test_a_port_that_fails_under_way_is_opened_again_and_the_pull_goes_on(device, tmp_path):
+    """A USB adapter or gadget that re-enumerates: the host's port fails mid-pull."""
+    import threading
+    _fill_log(device, 400)
+    service = RunningService(device, baudrate=460800)
+    try:
+        client = service.client(give_up_after=30)
+        fd_failed = threading.Event()
+
+        def fail_port_after_a_while():
+            time.sleep(0.5)
+            # The device node goes away under pyserial: reads find "readiness to read
+            # but no data", as pyserial reports a vanished USB serial device.
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, client.transport._serial.fd)
+            os.close(null)
+            fd_failed.set()
+
+        threading.Thread(target=fail_port_after_a_while, daemon=True).start()
+        summary = logdb.pull(client, tmp_path / "a.sqlite")
+    finally:
+        service.close()
+    assert fd_failed.is_set() and client.transport.reopened >= 1
+    assert summary["pulled"] == 400 and _stored(tmp_path / "a.sqlite") == device.log().read(1, 400)
+
+
+def test_frames_shrink_on_a_noisy_line_and_stay_large_on_a_clean_one(device, tmp_path):
+    _fill_log(device, 300)
+    chunks = {}
+    for name, ber in (("clean", 0.0), ("noisy", 1e-4)):
+        service = RunningService(device, baudrate=1000000, faults=LinkFaults(bit_error_rate=ber, seed=5))
+        try:
+            client = service.client()
+            logdb.pull(client, tmp_path / ("%s.sqlite" % name))
+            chunks[name] = client.chunk_down()
+        finally:
+            service.close()
+    assert chunks["clean"] == transfer.MAX_CHUNK
+    assert chunks["noisy"] < 1024
