@@ -18,7 +18,7 @@ import time
 import serial
 import serial.tools.list_ports
 
-from ..device.core import framing
+from ..device.core import framing, logrecord
 from ..device.core import protocol as p
 from ..device.core import transfer
 
@@ -143,9 +143,17 @@ def list_ports():
     return [(info.device, info.description or "", info.hwid or "") for info in serial.tools.list_ports.comports()]
 
 
-def find_device_port(baudrate=115200, candidates=None, probe_seconds=2.0):
+HELLO_ANSWER_BYTES = 4096  # device info with a certificate chain of two certificates, with room
+
+
+def find_device_port(baudrate=115200, candidates=None, probe_seconds=None):
     """The port a synthseal device answers on: the one USB gadget with our IDs, else
-    the first candidate that answers HELLO. Raises HostError naming what was tried."""
+    the first candidate that answers HELLO. Raises HostError naming what was tried.
+    The probe waits long enough for a HELLO answer (it carries the certificate chain)
+    to cross the line twice at this baud rate."""
+    if probe_seconds is None:
+        probe_seconds = max(2.0, transfer.TURNAROUND_SECONDS + 2 * transfer.line_seconds(
+            transfer.wire_bytes(HELLO_ANSWER_BYTES), baudrate))
     if candidates is None:
         infos = serial.tools.list_ports.comports()
         gadgets = [i.device for i in infos if (i.vid, i.pid) in GADGET_USB_IDS]
@@ -359,6 +367,7 @@ class _Stream:
         self.last_good = time.monotonic()
         self.last_progress = time.monotonic()
         self.problem = "no answer"
+        self.largest_frame = 0  # the largest payload the peer may send in one frame
 
     def lost(self, request):
         raise NotImplementedError
@@ -387,7 +396,10 @@ class _Stream:
         head = max(self.live[0].sent_at, getattr(client.transport, "last_tx", 0.0))
         quiet = transfer.TURNAROUND_SECONDS + client._line(transfer.wire_bytes(chunk))
         last_rx = max(head, getattr(client.transport, "last_rx", 0.0))
-        if now - last_rx > quiet or now - max(head, self.last_good) > transfer.silence_timeout(client.baudrate, chunk):
+        # A frame may be larger than the chunk (a record is never split), so "no whole
+        # frame" waits for the largest one that can come.
+        largest = max(chunk, self.largest_frame)
+        if now - last_rx > quiet or now - max(head, self.last_good) > transfer.silence_timeout(client.baudrate, largest):
             self.problem = "no answer within %.1f s" % (now - max(head, self.last_good))
             for request in self.live:
                 self.lost(request)
@@ -412,6 +424,7 @@ class _LogStream(_Stream):
         self.frontier = start_seq  # first seq never asked for
         self.avg_record = 256.0    # wire bytes per record, learnt as records come
         self.next_seq = start_seq  # the first record not yet handed over
+        self.largest_frame = logrecord.MAX_RECORD_LEN + 64  # one whole record, the largest the device makes
 
     MAX_AHEAD = 8192  # records received or asked for beyond the first one missing
 
@@ -481,11 +494,17 @@ class _LogStream(_Stream):
         except p.ProtocolError as err:
             self.problem = "log stream frame does not parse: %s" % err
             return
-        self.good_frame()
         request = self.answered(r_id)
+        self.last_good = time.monotonic()
+        if request is not None:
+            # Only an answer to a live request ends probing: stale answers still queued at
+            # the device must drain before the window is refilled, or they pile up.
+            self.probing = False
         for i, record in enumerate(records):
             seq = first + i
-            if self.start_seq <= seq < self.end_seq and seq not in self.received:
+            # Only records asked for and not yet handed over count: a device that sends
+            # what nobody asked for can neither grow memory nor fake progress.
+            if self.next_seq <= seq < min(self.end_seq, self.frontier) and seq not in self.received:
                 self.received[seq] = record
                 self.holes.discard(seq)
                 self.last_progress = time.monotonic()

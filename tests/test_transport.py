@@ -8,17 +8,19 @@ at 9600 / 38400 / 115200 baud take 4 to 20 minutes of real line time each and ar
 marked `long` (`make test-long`); the suite pulls smaller logs at the same rates."""
 
 import hashlib
+import itertools
 import os
 import sqlite3
+import threading
 import time
 
 import pytest
 import serial
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from synthseal.device.core import logrecord, protocol as p, transfer
+from synthseal.device.core import framing, logrecord, protocol as p, transfer
 from synthseal.host import logdb
-from synthseal.host.client import HostError, SerialTransport, find_device_port, port_error
+from synthseal.host.client import DeviceClient, HostError, SerialTransport, find_device_port, port_error
 from synthseal.host.simlink import LinkFaults, VirtualSerialLink
 from tests.conftest import RunningService, make_device
 
@@ -128,7 +130,7 @@ def test_waits_follow_the_line_not_a_fixed_three_seconds():
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.integers(min_value=0, max_value=3000), min_size=1, max_size=40),
+@given(st.lists(st.integers(min_value=0, max_value=1900), min_size=1, max_size=40),
        st.integers(min_value=0, max_value=20000))
 def test_every_stream_frame_fits_its_chunk_and_the_frames_cover_the_range(tmp_path_factory, pads, chunk):
     from synthseal.device.core.auditlog import AuditLog
@@ -365,3 +367,84 @@ def test_frames_shrink_on_a_noisy_line_and_stay_large_on_a_clean_one(device, tmp
             service.close()
     assert chunks["clean"] == transfer.MAX_CHUNK
     assert chunks["noisy"] < 1024
+
+
+# ------------------------------------------------------------------ a device that lies
+
+
+class _LyingDevice:
+    """The device end of a simulated link, run by the test: it answers HELLO with
+    `info` and every LOG_STREAM with frames `stream(request_id)` makes, forever."""
+
+    def __init__(self, info, stream):
+        import serial as pyserial
+        self.link = VirtualSerialLink()
+        self.port = pyserial.Serial(self.link.device_port, timeout=0.02)
+        self.info, self.stream, self.stop = info, stream, threading.Event()
+        self.request_id = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        reader = framing.FrameReader()
+        while not self.stop.is_set():
+            for payload, error in reader.feed(self.port.read(self.port.in_waiting or 1)):
+                if payload is None:
+                    continue
+                msg_type, request_id, _ = p.decode_message(payload)
+                if msg_type == p.TYPE_HELLO:
+                    self.port.write(framing.encode_frame(
+                        p.encode_message(p.TYPE_HELLO | p.RESPONSE, request_id, p.encode_json(self.info))))
+                elif msg_type == p.TYPE_LOG_STREAM:
+                    self.request_id = request_id
+            if self.request_id is not None:
+                for body in self.stream(self.request_id):
+                    self.port.write(framing.encode_frame(p.encode_message(p.TYPE_LOG_STREAM | p.RESPONSE,
+                                                                          self.request_id, body)))
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.port.close()
+        self.link.close()
+
+
+def _lying_info(next_seq):
+    return {"serial": "LIAR-1", "producer": "x", "firmware": "0", "state": "provisioned",
+            "log": {"first_seq": 1, "next_seq": next_seq, "head_hash": "00" * 32}}
+
+
+def test_a_device_streaming_records_nobody_asked_for_is_given_up_on_in_time(tmp_path):
+    """It claims a huge log and pushes frames for far-away seqs forever: that is neither
+    progress nor something to keep in memory."""
+    unasked = itertools.count(10 ** 6, 2)
+    device = _LyingDevice(_lying_info(0xFFFFFFF0),
+                          lambda request_id: [p.encode_log_stream_frame(0, next(unasked), [b"z" * 1500] * 2)])
+    try:
+        client = DeviceClient(SerialTransport(device.link.host_port), give_up_after=2.0)
+        started = time.monotonic()
+        with pytest.raises(HostError):
+            logdb.pull(client, tmp_path / "audit.sqlite")
+        assert time.monotonic() - started < 20
+        client.transport.close()
+    finally:
+        device.close()
+
+
+def test_a_device_whose_log_went_backwards_is_refused_and_the_stored_log_kept(service_for, device, tmp_path):
+    from synthseal.device.camera import FakeCamera
+    from synthseal.device.seal import Sealer
+    sealer = Sealer(device, lab=True)
+    for _ in range(4):
+        sealer.seal(FakeCamera(64, 64).capture_array(), "rig", tmp_path / "out")
+    db = tmp_path / "audit.sqlite"
+    service = service_for(device)
+    logdb.pull(service.client(), db)
+    liar = _LyingDevice(dict(_lying_info(3), serial=device.info()["serial"]), lambda request_id: [])
+    try:
+        with pytest.raises(logdb.ChainError, match="rolled back or replaced"):
+            logdb.pull(DeviceClient(SerialTransport(liar.link.host_port), give_up_after=5.0), db)
+    finally:
+        liar.close()
+    import sqlite3
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM records").fetchone()[0] == 4
