@@ -73,7 +73,8 @@ def cmd_info(args):
         print(json.dumps(info, indent=2))
         return
     for key in ("serial", "producer", "firmware", "state"):
-        print("%-10s %s" % (key, info[key]))
+        # What a device says is shown, never obeyed: control characters become escapes.
+        print("%-10s %s" % (key, str(info.get(key, "(not given)")).encode("unicode_escape").decode("ascii")))
     log = info["log"]
     print("%-10s %d records (seq %d..%d), head %s" % ("log", log["next_seq"] - log["first_seq"], log["first_seq"],
                                                      log["next_seq"] - 1, log["head_hash"][:16]))
