@@ -410,6 +410,16 @@ class _Stream:
         if time.monotonic() - self.last_progress > self.client.give_up_after:
             self.client._give_up(self.last_progress, self.problem)
 
+    def take_error(self, request_id, body, what):
+        """An ERROR answer: a damaged request is counted (it is asked again like any
+        loss); a refusal of a live request ends the transfer with the device's reason."""
+        code, message = p.decode_error(body)
+        if code == p.ERR_BAD_FRAME:
+            self.client.uplink.damaged += 1
+            self.problem = "the device received a damaged frame"
+        elif any(r.request_id == request_id for r in self.live):
+            raise HostError("device refused %s: %s" % (what, message))
+
     def good_frame(self):
         self.last_good = time.monotonic()
         self.probing = False
@@ -479,13 +489,7 @@ class _LogStream(_Stream):
             self.problem = str(err)
             return
         if r_type == p.TYPE_ERROR:
-            code, message = p.decode_error(r_body)
-            if code == p.ERR_BAD_FRAME:
-                self.client.uplink.damaged += 1
-                self.problem = "the device received a damaged frame"
-                return
-            if any(r.request_id == r_id for r in self.live):
-                raise HostError("device refused the log transfer: %s" % message)
+            self.take_error(r_id, r_body, "the log transfer")
             return
         if r_type != p.TYPE_LOG_STREAM | p.RESPONSE:
             return  # a late answer to something else
@@ -584,12 +588,7 @@ class _Upload(_Stream):
         except p.ProtocolError:
             return
         if r_type == p.TYPE_ERROR:
-            code, message = p.decode_error(r_body)
-            if code == p.ERR_BAD_FRAME:
-                self.client.uplink.damaged += 1
-                self.problem = "the device received a damaged frame"
-            elif any(r.request_id == r_id for r in self.live):
-                raise HostError("device refused the upload: %s" % message)
+            self.take_error(r_id, r_body, "the upload")
             return
         if r_type != p.TYPE_UPLOAD_DATA | p.RESPONSE:
             return
