@@ -79,11 +79,14 @@ class _Direction:
         self.source = source
         self.target = target
         self.faults = faults
-        self.rng = random.Random("%r/%d" % (faults.seed, index))
+        # One random stream per kind of fault, so the damage depends only on the position
+        # in the byte stream, never on how the pump happened to split it into reads.
+        self.bit_rng, self.drop_rng, self.burst_rng = (
+            random.Random("%r/%d/%s" % (faults.seed, index, kind)) for kind in ("bit", "drop", "burst"))
         self.position = 0          # bytes read from the sender so far
-        self.next_bit_error = _gap(self.rng, faults.bit_error_rate)
-        self.next_drop = _gap(self.rng, faults.drop_rate)
-        self.next_burst = _gap(self.rng, faults.burst_rate)
+        self.next_bit_error = _gap(self.bit_rng, faults.bit_error_rate)
+        self.next_drop = _gap(self.drop_rng, faults.drop_rate)
+        self.next_burst = _gap(self.burst_rng, faults.burst_rate)
         self.burst_left = 0
         self.wire = deque()        # (due time, bytes) in order
         self.wire_bytes = 0
@@ -106,21 +109,21 @@ class _Direction:
             bit = self.next_bit_error - start * 8
             buf[bit // 8] ^= 1 << (bit % 8)
             self.stats["bit_errors"] += 1
-            self.next_bit_error += 1 + _gap(self.rng, faults.bit_error_rate)
+            self.next_bit_error += 1 + _gap(self.bit_rng, faults.bit_error_rate)
         i = 0
         while i < n:
             if self.burst_left:
                 take = min(self.burst_left, n - i)
-                buf[i:i + take] = bytes(self.rng.getrandbits(8) for _ in range(take))
+                buf[i:i + take] = bytes(self.burst_rng.getrandbits(8) for _ in range(take))
                 self.burst_left -= take
                 i += take
                 continue
             if self.next_burst >= start + n:
                 break
             i = max(i, self.next_burst - start)
-            self.burst_left = self.rng.randint(*faults.burst_bytes)
+            self.burst_left = self.burst_rng.randint(*faults.burst_bytes)
             self.stats["bursts"] += 1
-            self.next_burst += 1 + _gap(self.rng, faults.burst_rate)
+            self.next_burst += 1 + _gap(self.burst_rng, faults.burst_rate)
         if self.next_drop < start + n:
             keep = bytearray()
             last = 0
@@ -129,7 +132,7 @@ class _Direction:
                 keep += buf[last:at]
                 last = at + 1
                 self.stats["dropped"] += 1
-                self.next_drop += 1 + _gap(self.rng, faults.drop_rate)
+                self.next_drop += 1 + _gap(self.drop_rng, faults.drop_rate)
             keep += buf[last:]
             buf = keep
         return bytes(buf)
