@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .config import SHIPPED, check_label_text_for
+from .config import SHIPPED
 from .core import logrecord, policy
 from .intake import IntakeError, client_name, decode_frame, declared_source, decoded_bytes
 from .local_protocol import (PROTOCOL_VERSION, ConnectionClosed, LocalProtocolError, peer_credentials,
@@ -35,6 +35,7 @@ from .local_protocol import (PROTOCOL_VERSION, ConnectionClosed, LocalProtocolEr
 from .pipeline import PipelineBusy, PipelineStopped, SealPipeline
 from .reconcile import reconcile
 from .seal import SealError, Sealer, staging_dir
+from .service import DeviceAnswers
 from .state import DeviceState, DeviceStateError, DirectoryLock
 
 MAX_CAPTURE_FRAMES = 100
@@ -78,14 +79,17 @@ class Agent:
         self._socket_path = None
         self._output_lock = DirectoryLock(self.out_dir, staging_dir(self.out_dir) / "agent.pid", "output folder")
         self._memory = _MemoryBudget(config.agent_intake_memory_bytes)
+        self._pipeline_lock = threading.Lock()
+        self._classifier = (None, None)
+        self.answers = None
+        self.serial = None
 
     # -- start and stop -------------------------------------------------------------
     def start(self):
         try:
-            state_config = self.state.config()
+            self.serial = self.state.serial()
         except DeviceStateError as err:
             raise AgentError(str(err))
-        check_label_text_for(state_config, self.config.path)
         self._preflight()
         self.state.own()  # refuses, naming the PID, while another process owns the state
         try:
@@ -155,19 +159,19 @@ class Agent:
         if getattr(log, "torn_tail", None):
             self._keep_torn_tail(log)
         self.repairs += reconcile(log, self.out_dir, self.state.directory / "quarantine",
-                                  serial=self.state.config()["serial"], log_end=log_end)
+                                  serial=self.serial, log_end=log_end)
         for repair in self.repairs:
             self._log_line("repaired at start: %s %s" % (repair["repair"], repair["file"]))
-        if self.state.is_provisioned():
-            classifier, error = self._load_classifier()
-            self.sealer = Sealer(self.state, classifier, error, threshold=self.config.classifier_threshold,
-                                 label_corner=self.config.label_corner, lab=self.config.agent_lab)
-            self.pipeline = SealPipeline(self.sealer, self.out_dir, depth=self.config.agent_queue_depth,
-                                         prepare_workers=self.config.agent_prepare_workers)
-        else:
-            self._log_line("device not provisioned yet: no content-signing certificate; captures and intake "
-                           "are refused until it is installed")
-        if self.config.camera_source != "none" and self.pipeline is not None:
+        self.state.tidy()  # leftovers of an enrolment change cut off by a power loss
+        self.answers = DeviceAnswers(self.state, pause=self._pause_sealing, resume=self._resume_sealing)
+        if self.answers.provisioning.recover() is not None:
+            self._log_line("repaired at start: logged an enrolment change whose record was lost")
+        self._classifier = self._load_classifier()
+        self._resume_sealing()
+        if self.pipeline is None:
+            self._log_line("device %s is %s: captures and intake are refused until a host enrols it "
+                           "(`synthseal-host provision`)" % (self.serial, self.state.enrolment_state()))
+        if self.config.camera_source != "none":
             try:
                 self.camera = self._open_camera()
                 self._spawn(self._camera_loop, "camera")
@@ -182,6 +186,29 @@ class Agent:
         _notify_systemd("READY=1")
         self._log_line("agent ready: pid %d, state %s, socket %s%s" % (
             os.getpid(), self.state.directory, self.config.agent_socket, ", LAB MODE" if self.config.agent_lab else ""))
+
+    def _pause_sealing(self):
+        """Before the keys or the configuration change: seal what is queued, then take
+        no more frames until _resume_sealing."""
+        with self._pipeline_lock:
+            pipeline, self.pipeline, self.sealer = self.pipeline, None, None
+        if pipeline is not None:
+            pipeline.stop()
+
+    def _resume_sealing(self):
+        """Seal with the enrolment in force, if there is one: its keys, certificate and
+        signed configuration (producer, label text and position, classifier threshold)."""
+        if not self.state.is_provisioned() or self.stop_event.is_set():
+            return
+        config = self.state.config()
+        classifier, error = self._classifier
+        sealer = Sealer(self.state, classifier, error,
+                        threshold=config.get("policy", {}).get("classifier_threshold", policy.DEFAULT_THRESHOLD),
+                        label_corner=config.get("label_position", "bottom-left"), lab=self.config.agent_lab)
+        pipeline = SealPipeline(sealer, self.out_dir, depth=self.config.agent_queue_depth,
+                                prepare_workers=self.config.agent_prepare_workers)
+        with self._pipeline_lock:
+            self.sealer, self.pipeline = sealer, pipeline
 
     def _keep_torn_tail(self, log):
         """The log cut a torn tail at open (its bytes were kept first): log the cut."""
@@ -257,8 +284,7 @@ class Agent:
             except OSError:
                 pass
             self._listener = None
-        if self.pipeline is not None:
-            self.pipeline.stop()
+        self._pause_sealing()
         for thread in self._threads:
             thread.join(5)
         if self.camera is not None:
@@ -268,18 +294,19 @@ class Agent:
 
     # -- status ---------------------------------------------------------------------
     def status(self):
-        info_state = "provisioned" if self.state.is_provisioned() else "awaiting-certificate"
+        info_state = self.state.enrolment_state()
         first_seq, next_seq, head_hash = self.state.log().head()
-        stats = dict(self.pipeline.stats) if self.pipeline else {}
+        pipeline, sealer = self.pipeline, self.sealer
+        stats = dict(pipeline.stats) if pipeline else {}
         return {
             "agent": "synthseal-device", "version": __version__, "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started, 1),
-            "serial": self.state.config()["serial"], "state": info_state, "lab": self.config.agent_lab,
+            "serial": self.serial, "state": info_state, "lab": self.config.agent_lab,
             "camera": self.config.camera_source if self.camera is not None else "none",
-            "classifier": self.sealer.classifier_provenance() if self.sealer else None,
+            "classifier": sealer.classifier_provenance() if sealer else None,
             "classifier_warning": self.classifier_warning,
             "log": {"first_seq": first_seq, "next_seq": next_seq, "head_hash": head_hash.hex()},
-            "queue_depth": self.pipeline.queue_depth() if self.pipeline else 0,
+            "queue_depth": pipeline.queue_depth() if pipeline else 0,
             "queue_capacity": self.config.agent_queue_depth,
             "sealed": stats.get("sealed", 0), "failed": stats.get("failed", 0), "busy": stats.get("busy", 0),
             "last_error": stats.get("last_error"),
@@ -299,9 +326,13 @@ class Agent:
                 continue
             jobs, error = [], None
             for _ in range(count):
+                pipeline = self.pipeline
+                if pipeline is None:
+                    error = ("not_provisioned", "the device is not enrolled (or is changing its keys)")
+                    break
                 try:
                     frame = self.camera.capture_array()
-                    jobs.append(self.pipeline.submit(frame, source, dict(self.camera.origin),
+                    jobs.append(pipeline.submit(frame, source, dict(self.camera.origin),
                                                      self.camera.channel_order, timeout=self.config.agent_busy_timeout_s))
                 except (PipelineBusy, PipelineStopped) as err:
                     error = ("busy", str(err))
@@ -313,7 +344,8 @@ class Agent:
 
     def capture(self, count, source):
         if self.pipeline is None:
-            raise _ClientError("not_provisioned", "the device has no content-signing certificate yet")
+            raise _ClientError("not_provisioned", "the device is %s: enrol it with `synthseal-host provision`"
+                               % self.state.enrolment_state())
         if self.camera is None:
             if self.camera_error:
                 raise _ClientError("camera", "the camera is not available: %s" % self.camera_error)
@@ -337,7 +369,8 @@ class Agent:
         while not self.stop_event.is_set():
             ready = _Flag(lambda: self.serial_status.update(state="serving", error=None))
             try:
-                serve(self.state, self.config.serial_port, self.config.serial_baud, stop=self.stop_event, ready=ready)
+                serve(self.state, self.config.serial_port, self.config.serial_baud, stop=self.stop_event, ready=ready,
+                      answers=self.answers)
             except ServiceError as err:
                 self.serial_status.update(state="waiting", error=str(err))
             except Exception as err:  # the port vanished mid-session (USB unplugged): reopen
@@ -390,7 +423,7 @@ class Agent:
             pid, uid, _gid = peer_credentials(conn)
             conn.settimeout(self.config.agent_message_timeout_s)
             send_message(conn, {"type": "hello", "agent": "synthseal-device", "protocol": PROTOCOL_VERSION,
-                                "version": __version__, "serial": self.state.config()["serial"],
+                                "version": __version__, "serial": self.serial,
                                 "max_frame_bytes": self.config.agent_max_frame_bytes,
                                 "lab": self.config.agent_lab, "status_only": status_only})
             while not self.stop_event.is_set():
@@ -465,7 +498,8 @@ class Agent:
 
     def _handle_submit(self, header, data, peer):
         if self.pipeline is None:
-            raise _ClientError("not_provisioned", "the device has no content-signing certificate yet")
+            raise _ClientError("not_provisioned", "the device is %s: enrol it with `synthseal-host provision`"
+                               % self.state.enrolment_state())
         try:
             source = declared_source(header)
             name = client_name(header)
@@ -482,8 +516,11 @@ class Agent:
             except IntakeError as err:
                 raise _ClientError("bad_frame", str(err))
             origin = {"kind": policy.ORIGIN_INTAKE, "client": name, "uid": peer["uid"], "pid": peer["pid"]}
+            pipeline = self.pipeline
+            if pipeline is None:
+                raise _ClientError("not_provisioned", "the device is not enrolled (or is changing its keys)")
             try:
-                job = self.pipeline.submit(frame, source, origin, channel_order,
+                job = pipeline.submit(frame, source, origin, channel_order,
                                            timeout=self.config.agent_busy_timeout_s)
             except PipelineBusy as err:
                 raise _ClientError("busy", str(err))

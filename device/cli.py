@@ -18,24 +18,14 @@ def _state(args):
 
 
 def cmd_init(args):
-    csr = _state(args).init(args.serial, args.producer, args.label_text)
-    if args.csr_out:
-        with open(args.csr_out, "w") as f:
-            f.write(csr)
-        print("content key generated in %s; certificate request written to %s" % (args.state, args.csr_out))
-    else:
-        sys.stdout.write(csr)
-
-
-def cmd_install_cert(args):
-    with open(args.chain) as f:
-        _state(args).install_chain(f.read())
-    print("content-signing certificate installed; the device is provisioned")
+    _state(args).init(args.serial)
+    print("device %s initialised in %s (factory state). Start the agent, then enrol it from the host with "
+          "`synthseal-host provision`: its keys are made on the device then." % (args.serial, args.state))
 
 
 def cmd_info(args):
     """Reads the state without owning it: works beside a running agent."""
-    print(json.dumps(_state(args).info(), indent=2))
+    print(json.dumps(_state(args).status_info(), indent=2))
 
 
 def cmd_run(args):
@@ -126,18 +116,12 @@ def build_parser():
                         help="device state directory: keys, certificate, log (default: %(default)s, or $SYNTHSEAL_STATE)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("init", help="create the device identity and content key; print the certificate request")
-    p.add_argument("--serial", required=True, help="device serial number (printable ASCII, no spaces)")
-    p.add_argument("--producer", required=True, help="GB 45438 ContentProducer: the provider's name or code")
-    p.add_argument("--label-text", default="AI生成", help='visible label text (default: %(default)s)')
-    p.add_argument("--csr-out", help="write the CSR here instead of standard output")
+    p = sub.add_parser("init", help="factory step: give the device its serial (keys are made at enrolment, "
+                                    "over the serial link)")
+    p.add_argument("--serial", required=True, help="device serial number (printable ASCII, no spaces, up to 64)")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("install-cert", help="install the content-signing chain issued for this device")
-    p.add_argument("chain", help="PEM file: device certificate then issuing CA (no root)")
-    p.set_defaults(func=cmd_install_cert)
-
-    p = sub.add_parser("info", help="print identity, state and log head")
+    p = sub.add_parser("info", help="print identity, enrolment state, configuration version and log head")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("run", help="the agent: own the device state and serve captures, rig intake and the serial port")

@@ -7,8 +7,6 @@ import os
 import tomllib
 from pathlib import Path
 
-from .core import policy
-from .explicit_label import CORNERS, ExplicitLabelError, check_label_text
 
 DEFAULT_CONFIG_PATH = os.environ.get("SYNTHSEAL_CONFIG", "/etc/synthseal/agent.toml")
 SHIPPED = "shipped"  # classifier.model / classifier.labels: the model in the package
@@ -28,14 +26,6 @@ def _string(value):
 
 def _path(value):
     return isinstance(value, str) and value != "" and "\0" not in value
-
-
-def _threshold(value):
-    try:
-        policy.check_threshold(value)
-    except policy.PolicyError:
-        return False
-    return True
 
 
 def _one_of(*choices):
@@ -93,11 +83,6 @@ SCHEMA = {
                   "the scene classifier run on every declared capture"),
         "labels": (SHIPPED, _path, "'shipped' or a path", "the model's class names, one per line"),
         "threads": (2, _positive_int, "a positive integer", "interpreter threads"),
-        "threshold": (policy.DEFAULT_THRESHOLD, _threshold, "a number in (0, 1]",
-                      "score at which a declared capture is labelled suspected"),
-    },
-    "label": {
-        "corner": ("bottom-left", _one_of(*CORNERS), None, "where the visible label is drawn"),
     },
     "serial": {
         "port": ("/dev/ttyGS0", _string, "a device path, or \"\" to serve no port",
@@ -181,14 +166,6 @@ def _check_classifier_files(config, where):
         if value not in (SHIPPED, "none") and not Path(value).is_file():
             raise ConfigError("%s: classifier.%s = %r: no such file; use 'shipped'%s or a path to an existing file"
                               % (where, key, value, ", 'none'" if key == "model" else ""))
-
-
-def check_label_text_for(state_config, path):
-    """The device's label text (set at init) must still carry the GB 45438 elements."""
-    try:
-        check_label_text(state_config.get("label_text", ""))
-    except ExplicitLabelError as err:
-        raise ConfigError("%s: device label text: %s" % (path, err)) from None
 
 
 def documented_keys():

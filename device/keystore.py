@@ -1,35 +1,39 @@
-"""The device's content-signing key, behind one small interface.
+"""The device's keys, behind one small interface: the content-signing key (C2PA and
+ReservedCode1 signatures) and the identity key (authenticating the device to hosts,
+signing log checkpoints).
 
-The key is generated on the device and never leaves it: nothing here returns or
-exports private key bytes. Callers get signatures, the public key and a CSR.
-FileKeystore keeps the key in a file readable only by the agent's user; a PKCS#11,
-TPM or secure-element keystore implements the same four methods.
+Keys are generated on the device and never leave it: nothing here returns or exports
+private key bytes. Callers get signatures, the public key and a CSR. FileKeystore
+keeps each key in a file readable only by the agent's user; a PKCS#11, TPM or
+secure-element keystore implements the same methods.
 """
 
 import os
 from pathlib import Path
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import NameOID
+
+from . import credentials
 
 
 class KeystoreError(Exception):
     pass
 
 
-class FileKeystore:
-    KEY_FILE = "content-key.pem"
+CONTENT, IDENTITY = "content", "identity"
 
-    def __init__(self, directory):
+
+class FileKeystore:
+    def __init__(self, directory, name=CONTENT):
         self.directory = Path(directory)
+        self.name = name
         self._key = None
 
     @property
     def key_path(self):
-        return self.directory / self.KEY_FILE
+        return self.directory / ("%s-key.pem" % self.name)
 
     def exists(self):
         return self.key_path.exists()
@@ -38,7 +42,8 @@ class FileKeystore:
         """Create the P-256 content key. Refuses to replace an existing key: a new key
         would orphan the certificate and every signature made so far."""
         if self.exists():
-            raise KeystoreError("a content key already exists at %s; it is never replaced in place" % self.key_path)
+            raise KeystoreError("a %s key already exists at %s; it is never replaced in place"
+                                % (self.name, self.key_path))
         self.directory.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -55,7 +60,8 @@ class FileKeystore:
     def _private_key(self):
         if self._key is None:
             if not self.exists():
-                raise KeystoreError("no content key at %s; run `synthseal-device init` first" % self.key_path)
+                raise KeystoreError("no %s key at %s: the device is not enrolled; provision it with "
+                                    "`synthseal-host provision`" % (self.name, self.key_path))
             self._key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
         return self._key
 
@@ -71,11 +77,21 @@ class FileKeystore:
         r, s = decode_dss_signature(self.sign_der(data))
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
-    def csr(self, common_name, organization):
-        """A PKCS#10 request for the content-signing certificate, signed by the key."""
-        subject = x509.Name([
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-        ])
-        return x509.CertificateSigningRequestBuilder().subject_name(subject).sign(
-            self._private_key(), hashes.SHA256())
+    def csr(self, serial, organization, challenge):
+        """A PKCS#10 request (PEM) for this key's certificate, signed by the key (proof of
+        possession), carrying the session's challenge so it cannot be replayed."""
+        return credentials.make_csr(self._private_key(), serial, organization, self.name, challenge)
+
+    def erase(self):
+        """Overwrite the key file, then remove it. On flash storage the overwrite is
+        best effort (wear levelling may keep old blocks); a secure element erases for real."""
+        self._key = None
+        try:
+            size = self.key_path.stat().st_size
+        except FileNotFoundError:
+            return
+        with open(self.key_path, "r+b") as f:
+            f.write(os.urandom(size))
+            f.flush()
+            os.fsync(f.fileno())
+        self.key_path.unlink()

@@ -1,8 +1,9 @@
-"""The device's serial service: frames in, DeviceEndpoint, frames out.
+"""The device's serial service: frames in, answers out.
 
 Runs on the USB gadget port (/dev/ttyGS0) or the UART (/dev/serial0) of a Pi, and on a
-pseudo-terminal in the demo and the tests. Read-only requests in this version; the
-protocol is documented in docs/PROTOCOL.md.
+pseudo-terminal in the demo and the tests. Every request passes the session guard
+(device/session.py): HELLO is public, the rest needs an authenticated operator with
+the right role. The protocol is documented in docs/PROTOCOL.md and docs/PROVISIONING.md.
 """
 
 import errno
@@ -11,7 +12,10 @@ import threading
 import serial
 
 from .core import framing
+from .core import protocol as p
 from .core.handlers import DeviceEndpoint, bad_frame_response, internal_error_response
+from .provisioning import Provisioning
+from .session import DeviceGuard
 
 
 class ServiceError(Exception):
@@ -33,12 +37,38 @@ def open_port(port, baudrate):
         raise ServiceError("cannot open serial port %s: %s" % (port, err))
 
 
-def serve(state, port, baudrate=115200, stop=None, ready=None):
-    """Answer requests on `port` until `stop` (a threading.Event) is set."""
+class DeviceAnswers:
+    """Turns one request payload into its answer payloads: the session guard, then the
+    provisioning requests or the core endpoint. `state` must be owned by this process.
+    `pause`/`resume` are called around a change of keys or configuration."""
+
+    def __init__(self, state, pause=None, resume=None):
+        self.state = state
+        self.log = state.log()
+        self.endpoint = DeviceEndpoint(state.info, self.log, upload_dir=str(state.directory / "uploads"))
+        self.provisioning = Provisioning(state, self.log, pause=pause, resume=resume)
+        self.guard = DeviceGuard(state, self._authorised)
+
+    def _authorised(self, inner, session):
+        msg_type, request_id, body = p.decode_message(inner)
+        answer = self.provisioning.handle(msg_type, request_id, body, session)
+        return answer if answer is not None else self.endpoint.handle_request(inner)
+
+    def answer(self, payload):
+        self.log.refresh()  # a read-only view takes in records the owner appended
+        try:
+            answer = self.guard.handle(payload, self.endpoint.handle_request)
+        except Exception as err:  # one bad request never ends the service
+            answer = internal_error_response(err)
+        return answer if isinstance(answer, list) else [answer]
+
+
+def serve(state, port, baudrate=115200, stop=None, ready=None, answers=None):
+    """Answer requests on `port` until `stop` (a threading.Event) is set. `answers`: a
+    DeviceAnswers (the agent passes its own, with its pause/resume hooks)."""
     stop = stop or threading.Event()
     link = open_port(port, baudrate)
-    log = state.log()
-    endpoint = DeviceEndpoint(state.info, log, upload_dir=str(state.directory / "uploads"))
+    answers = answers or DeviceAnswers(state)
     reader = framing.FrameReader()
     if ready is not None:
         ready.set()
@@ -48,15 +78,8 @@ def serve(state, port, baudrate=115200, stop=None, ready=None):
             if not data:
                 continue
             for payload, error in reader.feed(data):
-                if payload is not None:
-                    log.refresh()  # a read-only view takes in records the owner appended
-                    try:
-                        answer = endpoint.handle_request(payload)
-                    except Exception as err:  # one bad request never ends the service
-                        answer = internal_error_response(err)
-                else:
-                    answer = bad_frame_response(error)
-                for one in answer if isinstance(answer, list) else [answer]:
+                out = answers.answer(payload) if payload is not None else [bad_frame_response(error)]
+                for one in out:
                     link.write(framing.encode_frame(one))
     finally:
         link.close()

@@ -1,13 +1,31 @@
-"""The device's state directory: identity, keys, certificate chain and audit log.
+"""The device's state directory: identity, keys, certificates, configuration, audit log.
 
-    <state>/config.json        serial, producer code, label text (written by `init`)
-    <state>/keys/              the keystore (content key, mode 0600)
-    <state>/certs/chain.pem    content-signing certificate + issuing CA (no root)
-    <state>/log/audit.log      the append-only audit log
-    <state>/agent.pid          the PID of the one process that writes all of the above,
-                               which holds an flock on the state folder itself
+    <state>/factory.json          the serial, written once at the factory (`init`)
+    <state>/enrolment -> enrolment-<n>/   the active enrolment, switched atomically:
+        keys/content-key.pem      content-signing key (mode 0600, born on the device)
+        keys/identity-key.pem     identity key: authenticates the device, signs checkpoints
+        content-chain.pem         content-signing certificate + issuing CA (no root)
+        identity-chain.pem        identity certificate + issuing CA
+        anchor.pem                the vendor root the device trusts
+        config.json               the signed configuration document in force
+    <state>/pending/              keys made by ENROL_BEGIN, waiting for their certificates
+    <state>/trust/                what outlives an enrolment: the pinned anchor and the
+                                  highest configuration version (after decommissioning),
+                                  the newest CRL seen
+    <state>/log/audit.log         the append-only audit log
+    <state>/agent.pid             the PID of the one process that writes all of the above,
+                                  which holds an flock on the state folder itself
 
-One writer: every command that writes the state takes the lock first (`owner()`), and
+States: `factory` (serial only; the first trust anchor is accepted from an enrolling
+host), `enrolled` (keys, certificates, configuration), `decommissioned` (keys erased,
+anchor and configuration version kept, so it can be enrolled again by the same vendor
+and an old configuration can never come back).
+
+Every change is made in a new folder and switched in by one rename of the `enrolment`
+link, so a power cut leaves the device as it was before the command or as after it,
+never between; leftovers of an interrupted change are erased at the next start.
+
+One writer: every command that writes the state takes the lock first (`own()`), and
 refuses with the running owner's PID when it cannot. Anything else opens the log
 read-only, which never creates, cuts or repairs it.
 """
@@ -17,6 +35,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -24,10 +43,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from . import __version__
+from . import __version__, credentials, keystore
 from .core import aigc, auditlog
-from .explicit_label import DEFAULT_TEXT, check_label_text
-from .keystore import FileKeystore
+from .keystore import FileKeystore, KeystoreError
 
 
 class DeviceStateError(Exception):
@@ -150,6 +168,7 @@ class SharedLog:
 
 
 def _atomic_write(path, data):
+    path = Path(path)
     tmp = path.with_name("." + path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -164,14 +183,17 @@ def _atomic_write(path, data):
 
 
 class DeviceState:
+    ENROLMENT = "enrolment"
+
     def __init__(self, directory):
         self.directory = Path(directory)
-        self.keystore = FileKeystore(self.directory / "keys")
-        self.config_path = self.directory / "config.json"
-        self.chain_path = self.directory / "certs" / "chain.pem"
+        self.factory_path = self.directory / "factory.json"
+        self.trust_dir = self.directory / "trust"
+        self.pending_dir = self.directory / "pending"
         self.log_path = self.directory / "log" / "audit.log"
         self._log = None
         self._lock = StateLock(self.directory)
+        self._identity_key = None
 
     # -- ownership ----------------------------------------------------------------
     def own(self):
@@ -199,6 +221,10 @@ class DeviceState:
             return contextlib.nullcontext()
         return StateLock(self.directory)
 
+    def _require_owner(self):
+        if not self.owned:
+            raise DeviceStateError("only the agent that owns the device state changes its enrolment")
+
     def owner_pid(self):
         """The PID of the process holding the state lock, or None if nobody holds it."""
         probe = StateLock(self.directory)
@@ -211,66 +237,251 @@ class DeviceState:
         probe.release()
         return None
 
-    # -- provisioning -------------------------------------------------------------
-    def init(self, serial, producer, label_text=DEFAULT_TEXT):
-        """Create identity and content key; return the CSR (PEM) for the vendor CA."""
-        if self.config_path.exists():
-            raise DeviceStateError("device state already initialised in %s" % self.directory)
-        for name, value in (("serial", serial), ("producer", producer)):
-            try:
-                aigc.check_value(name, value)
-            except aigc.LabelError as err:
-                raise DeviceStateError("%s; use printable ASCII without spaces" % err)
-        check_label_text(label_text)
+    # -- factory ------------------------------------------------------------------
+    def init(self, serial):
+        """The factory step: give the device its serial. Keys are made later, on the
+        device, when a host enrols it over the serial link."""
+        try:
+            aigc.check_value("serial", serial)
+        except aigc.LabelError as err:
+            raise DeviceStateError("%s; use printable ASCII without spaces" % err)
+        if not 0 < len(serial) <= 64:
+            raise DeviceStateError("the serial must be 1 to 64 characters")
         self.directory.mkdir(parents=True, exist_ok=True)
         with self._writer():
-            if self.config_path.exists():
-                raise DeviceStateError("device state already initialised in %s" % self.directory)
-            self.keystore.generate()
-            config = {"serial": serial, "producer": producer, "label_text": label_text}
-            _atomic_write(self.config_path, json.dumps(config, ensure_ascii=False, indent=1).encode())
-        return self.csr_pem()
+            if self.factory_path.exists():
+                raise DeviceStateError("device state already initialised in %s (serial %s)"
+                                       % (self.directory, self.serial()))
+            _atomic_write(self.factory_path, json.dumps({"serial": serial}).encode())
 
-    def csr_pem(self):
-        config = self.config()
-        csr = self.keystore.csr("synthseal device " + config["serial"], config["producer"])
-        return csr.public_bytes(serialization.Encoding.PEM).decode()
-
-    def install_chain(self, chain_pem):
-        """Install the content-signing chain after checking it belongs to our key."""
+    def serial(self):
         try:
-            certs = x509.load_pem_x509_certificates(chain_pem.encode())
-        except ValueError:
-            raise DeviceStateError("the certificate chain is not PEM")
-        leaf = certs[0]
-        ours = self.keystore.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        theirs = leaf.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        if ours != theirs:
-            raise DeviceStateError("the certificate is for another key, not this device's content key")
-        if any(c.subject == c.issuer for c in certs):
-            raise DeviceStateError("the chain must not include the self-signed root (validators hold it)")
-        with self._writer():
-            self.chain_path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.chain_path, chain_pem.encode())
-
-    # -- reading ------------------------------------------------------------------
-    def config(self):
-        try:
-            return json.loads(self.config_path.read_text())
+            return json.loads(self.factory_path.read_text())["serial"]
         except FileNotFoundError:
-            raise DeviceStateError("no device state in %s; run `synthseal-device init` first" % self.directory)
+            raise DeviceStateError("no device state in %s; run `synthseal-device init --serial ...` at the "
+                                   "factory first" % self.directory)
 
-    def chain_pem(self):
-        try:
-            return self.chain_path.read_text()
-        except FileNotFoundError:
-            raise DeviceStateError("device has no content-signing certificate; provision it first")
+    # -- the active enrolment -------------------------------------------------------
+    @property
+    def enrolment_dir(self):
+        """The active enrolment folder, or None."""
+        link = self.directory / self.ENROLMENT
+        if not link.is_symlink():
+            return None
+        target = self.directory / os.readlink(link)
+        return target if target.is_dir() else None
+
+    def _enrolled_file(self, name):
+        folder = self.enrolment_dir
+        if folder is None:
+            raise DeviceStateError("the device is not enrolled; provision it with `synthseal-host provision`")
+        return folder / name
+
+    def enrolment_state(self):
+        if self.enrolment_dir is not None:
+            return "enrolled"
+        return "decommissioned" if (self.trust_dir / "anchor.pem").exists() else "factory"
 
     def is_provisioned(self):
-        return self.config_path.exists() and self.chain_path.exists()
+        return self.enrolment_state() == "enrolled"
 
+    @property
+    def keystore(self):
+        """The content-signing key of the active enrolment."""
+        return FileKeystore(self._enrolled_file("keys"), keystore.CONTENT)
+
+    def identity_keystore(self):
+        return FileKeystore(self._enrolled_file("keys"), keystore.IDENTITY)
+
+    def chain_pem(self):
+        """The content-signing chain (leaf + issuing CA)."""
+        return self._enrolled_file("content-chain.pem").read_text()
+
+    def identity_chain_pem(self):
+        """The identity chain, or None before enrolment."""
+        folder = self.enrolment_dir
+        return (folder / "identity-chain.pem").read_text() if folder is not None else None
+
+    def sign_identity(self, label, t):
+        """Sign a session transcript with the identity key (never exported)."""
+        from .session import sign
+        if self._identity_key is None or self._identity_key[0] != self.enrolment_dir:
+            store = self.identity_keystore()
+            self._identity_key = (self.enrolment_dir, store._private_key())
+        return sign(self._identity_key[1], label, t)
+
+    def anchors(self):
+        """The vendor roots this device trusts: none in the factory state."""
+        folder = self.enrolment_dir
+        path = folder / "anchor.pem" if folder is not None else self.trust_dir / "anchor.pem"
+        try:
+            return credentials.load_pem_chain(path.read_bytes())
+        except FileNotFoundError:
+            return []
+
+    def signed_config(self):
+        """The signed configuration document in force (bytes)."""
+        return self._enrolled_file("config.json").read_bytes()
+
+    def config(self):
+        """The configuration in force (checked when it was applied), with the serial."""
+        try:
+            document = json.loads(self.signed_config())
+        except FileNotFoundError:
+            raise DeviceStateError("the enrolment has no configuration")
+        config = dict(document["config"])
+        config["serial"] = self.serial()
+        return config
+
+    def config_version(self):
+        """The highest configuration version ever applied: a new one must exceed it."""
+        versions = [0]
+        try:
+            versions.append(int((self.trust_dir / "config-version").read_text()))
+        except (FileNotFoundError, ValueError):
+            pass
+        if self.enrolment_dir is not None:
+            versions.append(int(self.config()["version"]))
+        return max(versions)
+
+    # -- revocation ---------------------------------------------------------------
+    def offer_crl(self, pem, issuers):
+        """Keep a CRL from a host if it is signed by one of `issuers` (certificates
+        already checked against the anchor) and newer than the one kept."""
+        try:
+            crl = x509.load_pem_x509_crl(pem.encode() if isinstance(pem, str) else pem)
+        except ValueError:
+            raise credentials.CredentialError("the offered CRL is not PEM")
+        if not any(crl.issuer == c.subject and crl.is_signature_valid(c.public_key()) for c in issuers):
+            raise credentials.CredentialError("the offered CRL is not signed by the vendor's CA")
+        current = self._crl()
+        if current is not None and current.last_update_utc >= crl.last_update_utc:
+            return
+        with self._writer():
+            self.trust_dir.mkdir(parents=True, exist_ok=True)
+            _atomic_write(self.trust_dir / "crl.pem", crl.public_bytes(serialization.Encoding.PEM))
+
+    def _crl(self):
+        try:
+            return x509.load_pem_x509_crl((self.trust_dir / "crl.pem").read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def is_revoked(self, cert):
+        crl = self._crl()
+        return crl is not None and crl.issuer == cert.issuer and \
+            crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+
+    # -- enrolment changes (the agent's serial service calls these) ----------------
+    def begin_enrolment(self, challenge, organization):
+        """Make fresh content and identity keys in pending/ (any earlier pending keys
+        are erased: they were never certified) and return their CSRs."""
+        self._require_owner()
+        self.discard_pending()
+        self.pending_dir.mkdir(parents=True)
+        serial = self.serial()
+        csrs = {}
+        for name in (keystore.CONTENT, keystore.IDENTITY):
+            store = FileKeystore(self.pending_dir / "keys", name)
+            store.generate()
+            csrs[name] = store.csr(serial, organization, challenge).decode()
+        _fsync_dir(self.pending_dir / "keys")
+        return csrs
+
+    def pending_public_keys(self):
+        if not self.pending_dir.exists():
+            return None
+        try:
+            return {name: credentials.public_key_der(FileKeystore(self.pending_dir / "keys", name).public_key())
+                    for name in (keystore.CONTENT, keystore.IDENTITY)}
+        except (KeystoreError, OSError, ValueError):
+            return None
+
+    def discard_pending(self):
+        if self.pending_dir.exists():
+            for name in (keystore.CONTENT, keystore.IDENTITY):
+                FileKeystore(self.pending_dir / "keys", name).erase()
+            shutil.rmtree(self.pending_dir)
+
+    def switch_enrolment(self, files, new_keys):
+        """Make a new enrolment folder from `files` (name -> bytes) and the keys
+        (pending/ when new_keys, else the active ones), then switch it in with one
+        rename. The previous enrolment's keys are erased when they were replaced."""
+        self._require_owner()
+        old = self.enrolment_dir
+        number = 1 + max([int(d.name.rsplit("-", 1)[1]) for d in self.directory.glob("enrolment-*")
+                          if d.name.rsplit("-", 1)[1].isdigit()] or [0])
+        folder = self.directory / ("enrolment-%d" % number)
+        staging = self.directory / (".enrolment-%d.tmp" % number)
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir()
+        for name, data in files.items():
+            _atomic_write(staging / name, data)
+        if new_keys:
+            os.rename(self.pending_dir / "keys", staging / "keys")
+        else:
+            (staging / "keys").mkdir()
+            for name in (keystore.CONTENT, keystore.IDENTITY):
+                source = FileKeystore(old / "keys", name).key_path
+                os.link(source, FileKeystore(staging / "keys", name).key_path)
+            _fsync_dir(staging / "keys")
+        _fsync_dir(staging)
+        os.rename(staging, folder)
+        _point_link(self.directory / self.ENROLMENT, folder.name)
+        # From here the new enrolment is in force; the rest only tidies.
+        if self.pending_dir.exists():
+            shutil.rmtree(self.pending_dir)
+        if old is not None and old != folder:
+            self._remove_enrolment(old, erase_keys=new_keys)
+        self._identity_key = None
+
+    def mark_logged(self, seq):
+        """Note in the active enrolment that its change is in the audit log (record seq)."""
+        _atomic_write(self._enrolled_file("logged"), b"%d\n" % seq)
+
+    def logged_seq(self):
+        try:
+            return int(self._enrolled_file("logged").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def leave_enrolment(self):
+        """Decommission: keep the anchor and the configuration version, then erase the
+        keys and certificates. After the link is gone the device is decommissioned."""
+        self._require_owner()
+        old = self.enrolment_dir
+        if old is None:
+            raise DeviceStateError("the device is not enrolled")
+        self.trust_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.trust_dir / "anchor.pem", (old / "anchor.pem").read_bytes())
+        _atomic_write(self.trust_dir / "config-version", str(self.config_version()).encode())
+        os.unlink(self.directory / self.ENROLMENT)
+        _fsync_dir(self.directory)
+        self._remove_enrolment(old, erase_keys=True)
+        self._identity_key = None
+
+    def _remove_enrolment(self, folder, erase_keys):
+        if erase_keys:
+            for name in (keystore.CONTENT, keystore.IDENTITY):
+                FileKeystore(folder / "keys", name).erase()
+        shutil.rmtree(folder)
+        _fsync_dir(self.directory)
+
+    def tidy(self):
+        """At start (as owner): erase what an interrupted change left behind: pending
+        keys (their session is gone), half-made folders, enrolments no longer in force."""
+        self._require_owner()
+        self.discard_pending()
+        active = self.enrolment_dir
+        for folder in list(self.directory.glob(".enrolment-*.tmp")) + list(self.directory.glob("enrolment-*")):
+            if folder.is_dir() and (active is None or folder.resolve() != active.resolve()):
+                self._remove_enrolment(folder, erase_keys=True)
+        link = self.directory / self.ENROLMENT
+        if link.is_symlink() and active is None:
+            os.unlink(link)  # a link to nothing: the folder it named is gone
+
+    # -- reading ------------------------------------------------------------------
     def log(self):
         """The owner gets the writable, shared log; anyone else a read-only view that
         never creates, cuts or repairs the file."""
@@ -285,20 +496,44 @@ class DeviceState:
         return self._log
 
     def info(self):
-        """What HELLO answers: identity, state, log head and the certificate chain, so
-        the host can check ReservedCode1 signatures of this device's files."""
-        config = self.config()
+        """What HELLO answers to anyone: who the device is and what state it is in.
+        Certificates are public; the log head needs a collector (status_info)."""
+        info = {"serial": self.serial(), "firmware": __version__, "state": self.enrolment_state(),
+                "identity_chain": self.identity_chain_pem()}
+        if self.is_provisioned():
+            config = self.config()
+            info.update(producer=config["producer"], config_version=config["version"])
+        return info
+
+    def status_info(self):
+        """The HELLO fields, the log head and the content-signing chain: what `pull`
+        and `provision` read once a session is authenticated."""
+        info = self.info()
         log = self.log()
         first_seq, next_seq, head_hash = log.head() if hasattr(log, "head") else (
             log.first_seq, log.next_seq, log.head_hash)
-        return {
-            "serial": config["serial"],
-            "producer": config["producer"],
-            "firmware": __version__,
-            "state": "provisioned" if self.is_provisioned() else "awaiting-certificate",
-            "log": {"first_seq": first_seq, "next_seq": next_seq, "head_hash": head_hash.hex()},
-            "certificate_chain": self.chain_pem() if self.chain_path.exists() else None,
-        }
+        info["log"] = {"first_seq": first_seq, "next_seq": next_seq, "head_hash": head_hash.hex()}
+        info["certificate_chain"] = self.chain_pem() if self.is_provisioned() else None
+        info["config"] = self.config() if self.is_provisioned() else None
+        return info
+
+
+def _fsync_dir(path):
+    fd = os.open(str(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _point_link(link, target):
+    """Point `link` at `target` atomically (a new link renamed over the old one)."""
+    tmp = link.with_name("." + link.name + ".new")
+    if tmp.is_symlink() or tmp.exists():
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+    _fsync_dir(link.parent)
 
 
 class _EmptyLog:

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 
 from ..device import __version__
@@ -23,6 +24,119 @@ def _client(args):
         port = find_device_port(args.baud)
         print("device found on %s" % port, file=sys.stderr)
     return DeviceClient(SerialTransport(port, args.baud), give_up_after=args.give_up_after)
+
+
+def _operator(args):
+    from .session import Operator
+    if not args.operator:
+        raise ValueError("this command needs operator credentials: --operator DIR (or $SYNTHSEAL_OPERATOR), a folder "
+                         "with operator.pem and operator-key.pem from `synthseal-host ca operator`")
+    return Operator.load(args.operator)
+
+
+def _read(path, what):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as err:
+        raise ValueError("cannot read %s %s: %s" % (what, path, err.strerror or err))
+
+
+def _crl(args):
+    return _read(args.crl, "CRL") if getattr(args, "crl", None) else None
+
+
+def _authenticated(args):
+    """A client whose session is authenticated with the operator's credentials, the
+    device's identity checked against --trust-anchor."""
+    client = _client(args)
+    client.authenticate(_operator(args), _read(args.trust_anchor, "trust anchor"), crl_pem=_crl(args))
+    return client
+
+
+def _ca_for_provisioning(args):
+    from .ca import load_ca
+    from .inventory import Inventory
+    vendor = load_ca(args.ca, _ca_passphrase(confirm=False))
+    inventory = Inventory(args.inventory or os.path.join(args.ca, "inventory.sqlite"))
+    crl = _crl(args)
+    if crl is None and os.path.exists(os.path.join(args.ca, "crl.pem")):
+        crl = vendor.crl_pem()
+    return vendor, inventory, crl
+
+
+def _ca_passphrase(confirm):
+    import getpass
+    passphrase = os.environ.get("SYNTHSEAL_CA_PASSPHRASE")
+    if passphrase is None:
+        passphrase = getpass.getpass("CA passphrase: ")
+        if confirm and getpass.getpass("CA passphrase again: ") != passphrase:
+            raise ValueError("the two passphrases differ")
+    if not passphrase:
+        raise ValueError("the CA passphrase must not be empty")
+    return passphrase
+
+
+def _settings(args):
+    """The configuration keys given on the command line (None: not given)."""
+    settings = {}
+    for key in ("producer", "filing_number", "label_text", "label_position", "retention_days"):
+        value = getattr(args, key, None)
+        if value is not None:
+            settings[key] = value
+    if getattr(args, "threshold", None) is not None:
+        settings["policy"] = {"classifier_threshold": args.threshold}
+    return settings
+
+
+def _print_summary(summary, args, title):
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(title)
+    for key, value in summary.items():
+        print("  %-21s %s" % (key, value))
+
+
+def cmd_provision(args):
+    from .provision import Steps, provision
+    vendor, inventory, crl = _ca_for_provisioning(args)
+    settings = _settings(args)
+    if "producer" not in settings:
+        raise ValueError("--producer is required: the GB 45438 ContentProducer (provider name or code)")
+    with inventory:
+        summary = provision(_client(args), vendor, inventory, _operator(args), settings,
+                            service_years=args.service_years, crl_pem=crl, steps=Steps(6, sys.stderr))
+    _print_summary(summary, args, "enrolment summary (paste into the ticket):")
+
+
+def cmd_configure(args):
+    from .provision import configure
+    vendor, inventory, crl = _ca_for_provisioning(args)
+    settings = _settings(args)
+    if not settings:
+        raise ValueError("nothing to change: give at least one of --producer, --filing-number, --label-text, "
+                         "--label-position, --threshold, --retention-days")
+    with inventory:
+        summary = configure(_client(args), vendor, inventory, _operator(args), settings, crl_pem=crl)
+    _print_summary(summary, args, "configuration applied:")
+
+
+def cmd_rotate(args):
+    from .provision import Steps, rotate
+    vendor, inventory, crl = _ca_for_provisioning(args)
+    with inventory:
+        summary = rotate(_client(args), vendor, inventory, _operator(args), service_years=args.service_years,
+                         crl_pem=crl, steps=Steps(4, sys.stderr))
+    _print_summary(summary, args, "keys rotated:")
+
+
+def cmd_decommission(args):
+    from .provision import decommission
+    vendor, inventory, crl = _ca_for_provisioning(args)
+    with inventory:
+        summary = decommission(_client(args), vendor, inventory, _operator(args), args.reason, crl_pem=crl)
+    _print_summary(summary, args, "device decommissioned (keys erased, certificates revoked):")
 
 
 class ProgressBar:
@@ -68,23 +182,31 @@ def _size(n):
 
 
 def cmd_info(args):
-    info = _client(args).info()
+    """HELLO needs no credentials; with --operator the authenticated status adds the
+    verified identity and the log head."""
+    if args.operator:
+        client = _authenticated(args)
+        info = client.status()
+    else:
+        info = _client(args).info()
     if args.json:
         print(json.dumps(info, indent=2))
         return
-    for key in ("serial", "producer", "firmware", "state"):
+    for key in ("serial", "producer", "firmware", "state", "config_version"):
         # What a device says is shown, never obeyed: control characters become escapes.
-        print("%-10s %s" % (key, str(info.get(key, "(not given)")).encode("unicode_escape").decode("ascii")))
-    log = info["log"]
-    print("%-10s %d records (seq %d..%d), head %s" % ("log", log["next_seq"] - log["first_seq"], log["first_seq"],
-                                                     log["next_seq"] - 1, log["head_hash"][:16]))
+        print("%-14s %s" % (key, str(info.get(key, "(not given)")).encode("unicode_escape").decode("ascii")))
+    if "log" in info:
+        log = info["log"]
+        print("%-14s %d records (seq %d..%d), head %s" % ("log", log["next_seq"] - log["first_seq"], log["first_seq"],
+                                                         log["next_seq"] - 1, log["head_hash"][:16]))
+        print("%-14s verified against %s" % ("identity", args.trust_anchor))
 
 
 def cmd_pull(args):
     from .logdb import pull
     bar = ProgressBar()
     try:
-        summary = pull(_client(args), args.db, progress=bar)
+        summary = pull(_authenticated(args), args.db, progress=bar)
     finally:
         bar.close()
     if args.json:
@@ -103,7 +225,7 @@ def cmd_upload(args):
     with open(args.file, "rb") as f:
         data = f.read()
     name = args.name or Path(args.file).name
-    digest = _client(args).upload(data, name)
+    digest = _authenticated(args).upload(data, name)
     print("%s stored on the device as %s (SHA-256 %s verified)" % (args.file, name, digest.hex()))
 
 
@@ -182,6 +304,38 @@ def _add_link_options(p):
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _add_credential_options(p, required=True):
+    p.add_argument("--operator", default=os.environ.get("SYNTHSEAL_OPERATOR"), metavar="DIR",
+                   help="operator credentials: operator.pem and operator-key.pem from `ca operator` (default: "
+                        "$SYNTHSEAL_OPERATOR; the key's passphrase from $SYNTHSEAL_OPERATOR_PASSPHRASE)")
+    if required:
+        p.add_argument("--trust-anchor", required=True, metavar="PEM",
+                       help="the vendor root: the device must prove an identity certificate from it")
+    else:
+        p.add_argument("--trust-anchor", metavar="PEM", help="the vendor root (needed with --operator)")
+    p.add_argument("--crl", metavar="PEM", help="the vendor's newest CRL, handed to the device so it refuses "
+                                               "revoked operators")
+
+
+def _add_provisioning_options(p, settings=True):
+    p.add_argument("--ca", required=True, metavar="DIR", help="the vendor CA folder (`ca init`); its passphrase "
+                                                             "from $SYNTHSEAL_CA_PASSPHRASE or a prompt")
+    p.add_argument("--inventory", metavar="PATH", help="inventory database (default: DIR/inventory.sqlite)")
+    p.add_argument("--operator", default=os.environ.get("SYNTHSEAL_OPERATOR"), metavar="DIR",
+                   help="operator credentials with the provisioner role (default: $SYNTHSEAL_OPERATOR)")
+    p.add_argument("--crl", metavar="PEM", help="CRL to hand to the device (default: the CA's crl.pem)")
+    if settings:
+        p.add_argument("--producer", help="GB 45438 ContentProducer: provider name or code (printable ASCII)")
+        p.add_argument("--filing-number", help="filing number (备案编号) shown with the content")
+        p.add_argument("--label-text", help='visible label text; must hold "AI" or "人工智能" and "生成" or "合成" '
+                                            '(default: AI生成)')
+        p.add_argument("--label-position", help="corner of the visible label: bottom-left, bottom-right, top-left, "
+                                                "top-right (default: bottom-left)")
+        p.add_argument("--threshold", type=float, help="classifier score at which a declared capture is labelled "
+                                                       "suspected (default: 0.8)")
+        p.add_argument("--retention-days", type=int, help="audit log retention, at least 180 (default: 183)")
+
+
 def _positive_int(text):
     value = int(text)
     if value <= 0:
@@ -206,17 +360,46 @@ def build_parser():
     p = sub.add_parser("ports", help="list serial ports")
     p.set_defaults(func=cmd_ports)
 
-    p = sub.add_parser("info", help="show a device's identity, state and log head")
+    p = sub.add_parser("info", help="show a device's serial, firmware and state (with --operator: its verified "
+                                    "identity and log head)")
     _add_link_options(p)
+    _add_credential_options(p, required=False)
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("provision", help="enrol a factory-fresh device: keys made on it, certificates and a signed "
+                                         "configuration written to it, recorded in the inventory")
+    _add_link_options(p)
+    _add_provisioning_options(p)
+    p.add_argument("--service-years", type=_positive_int, help="certificate lifetime: the device's service life "
+                                                                "(default: 10 years)")
+    p.set_defaults(func=cmd_provision)
+
+    p = sub.add_parser("configure", help="push a new signed configuration (the one in force with the changes given)")
+    _add_link_options(p)
+    _add_provisioning_options(p)
+    p.set_defaults(func=cmd_configure)
+
+    p = sub.add_parser("rotate", help="new keys and certificates for an enrolled device")
+    _add_link_options(p)
+    _add_provisioning_options(p, settings=False)
+    p.add_argument("--service-years", type=_positive_int, help="lifetime of the new certificates (default: 10 years)")
+    p.set_defaults(func=cmd_rotate)
+
+    p = sub.add_parser("decommission", help="make the device erase its keys (logged) and revoke its certificates")
+    _add_link_options(p)
+    _add_provisioning_options(p, settings=False)
+    p.add_argument("--reason", default="decommissioned", help="recorded in the device log and the CRL entry")
+    p.set_defaults(func=cmd_decommission)
 
     p = sub.add_parser("pull", help="pull new audit records into a SQLite database, verifying the hash chain")
     _add_link_options(p)
+    _add_credential_options(p)
     p.add_argument("--db", required=True, help="SQLite file (created if missing)")
     p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser("upload", help="store a file on the device (its upload folder), SHA-256 checked")
     _add_link_options(p)
+    _add_credential_options(p)
     p.add_argument("file", metavar="FILE")
     p.add_argument("--name", help="name on the device (default: the file's name)")
     p.set_defaults(func=cmd_upload)

@@ -12,6 +12,7 @@ seconds without progress. See docs/PROTOCOL.md ("Streaming").
 import errno
 import glob
 import hashlib
+import json
 import os
 import time
 
@@ -181,20 +182,29 @@ def find_device_port(baudrate=115200, candidates=None, probe_seconds=None):
                     % "; ".join(problems))
 
 
+def check_hello(info):
+    """The HELLO answer (public: who the device is, its state) as the host relies on it."""
+    ok = (isinstance(info, dict) and all(isinstance(info.get(k), str) for k in ("serial", "firmware", "state"))
+          and isinstance(info.get("identity_chain") or "", str) and isinstance(info.get("producer") or "", str))
+    if not ok:
+        raise HostError("device info lacks or garbles its serial, firmware or state; is the device's agent up to date?")
+    return info
+
+
 def check_info(info):
-    """The HELLO answer as the host relies on it; a HostError naming what is wrong."""
+    """The STATUS answer (HELLO's fields, the log head, the content chain) as the host
+    relies on it; a HostError naming what is wrong."""
+    check_hello(info)
     try:
         log = info["log"]
-        ok = (all(isinstance(info[k], str) for k in ("serial", "producer", "firmware"))
-              and isinstance(log["first_seq"], int) and isinstance(log["next_seq"], int)
+        ok = (isinstance(log["first_seq"], int) and isinstance(log["next_seq"], int)
               and 1 <= log["first_seq"] <= log["next_seq"] <= 0xFFFFFFFF
               and isinstance(log["head_hash"], str) and len(bytes.fromhex(log["head_hash"])) == 32
               and isinstance(info.get("certificate_chain") or "", str))
     except (TypeError, KeyError, ValueError):
         ok = False
     if not ok:
-        raise HostError("device info lacks or garbles its serial, producer, firmware or log head; "
-                        "is the device's agent up to date?")
+        raise HostError("device status lacks or garbles its log head; is the device's agent up to date?")
     return info
 
 
@@ -221,6 +231,7 @@ class DeviceClient:
         self.downlink = LinkEstimate()  # device -> host
         self.uplink = LinkEstimate()    # host -> device
         self._next_id = int.from_bytes(os.urandom(2), "little") or 1
+        self.session = None  # set by authenticate()
 
     # -- sizes and times derived from the line -----------------------------------
 
@@ -311,11 +322,36 @@ class DeviceClient:
                 return r_body
 
     def info(self):
+        """HELLO: who the device is and its state; needs no session."""
         try:
             info = p.decode_json(self.request(p.TYPE_HELLO))
         except p.ProtocolError as err:
             raise HostError("device info does not parse: %s" % err)
+        return check_hello(info)
+
+    def authenticate(self, operator, anchors_pem, expected_serial=None, crl_pem=None, allow_unenrolled=False):
+        """Prove `operator` to the device and check the device's identity against the
+        vendor root(s) in anchors_pem; from then on every request is MAC-protected.
+        See host/session.py."""
+        from .session import authenticate
+        self.session = authenticate(self, operator, anchors_pem, expected_serial, crl_pem, allow_unenrolled)
+        return self.session
+
+    def status(self):
+        """STATUS (needs a session): HELLO's fields, the log head and the content chain."""
+        try:
+            info = p.decode_json(self.request(p.TYPE_STATUS))
+        except p.ProtocolError as err:
+            raise HostError("device status does not parse: %s" % err)
         return check_info(info)
+
+    def call_json(self, msg_type, obj):
+        """One request with a JSON body whose answer is JSON (the provisioning requests)."""
+        body = obj if isinstance(obj, (bytes, bytearray)) else json.dumps(obj).encode()
+        try:
+            return p.decode_json(self.request(msg_type, bytes(body)))
+        except p.ProtocolError as err:
+            raise HostError("device answer does not parse: %s" % err)
 
     def read_log(self, start_seq, max_records=1024):
         """One LOG_READ round trip (version 1 of the protocol; pulls stream instead)."""

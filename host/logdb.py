@@ -36,6 +36,15 @@ CREATE TABLE IF NOT EXISTS records (
     PRIMARY KEY (device_serial, seq)
 );
 CREATE INDEX IF NOT EXISTS records_by_content ON records (content_sha256);
+-- Every content-signing chain a device has shown, so files sealed before a key
+-- rotation still verify; a new chain is added only after the device proved its
+-- identity from the vendor root, never in place of an old one.
+CREATE TABLE IF NOT EXISTS device_chains (
+    serial        TEXT NOT NULL REFERENCES devices(serial),
+    chain         TEXT NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (serial, chain)
+);
 """
 
 
@@ -85,18 +94,31 @@ def pull(client, db_path, batch=1024, progress=None):
     `progress`, if given, is called with a dict: records, total_records, bytes,
     seconds, rate (bytes/s) and eta (seconds, or None while unknown).
 
-    The device is asked for its info before the database is touched, so a device
-    that does not answer leaves no file behind."""
+    `client` must hold an authenticated session in which the device proved its
+    identity from the vendor root (DeviceClient.authenticate): nothing a device merely
+    claims is stored. The device's status is read before the database is touched, so a
+    device that does not answer leaves no file behind."""
     started = time.monotonic()
-    info = client.info()
+    session = getattr(client, "session", None)
+    if not session or not session.get("verified_identity"):
+        raise LogDbError("pull needs a session in which the device proved its identity; authenticate first")
+    info = client.status()
     serial = info["serial"]
+    if serial != session["serial"]:
+        raise ChainError("device proved identity %s but its status names %s" % (session["serial"], serial))
+    chain = _checked_content_chain(info, session)
     db = open_db(db_path)
     try:
+        now_ms = int(time.time() * 1000)
         with db:
             db.execute("INSERT INTO devices(serial, producer, firmware, certificate_chain) VALUES(?,?,?,?) "
-                       "ON CONFLICT(serial) DO UPDATE SET producer=excluded.producer, firmware=excluded.firmware, "
+                       "ON CONFLICT(serial) DO UPDATE SET producer=COALESCE(excluded.producer, devices.producer), "
+                       "firmware=excluded.firmware, "
                        "certificate_chain=COALESCE(excluded.certificate_chain, devices.certificate_chain)",
-                       (serial, info["producer"], info["firmware"], info.get("certificate_chain")))
+                       (serial, info.get("producer") or "", info["firmware"], chain))
+            if chain is not None:
+                db.execute("INSERT OR IGNORE INTO device_chains(serial, chain, first_seen_ms) VALUES(?,?,?)",
+                           (serial, chain, now_ms))
         last = _last_record(db, serial)
         if last is None:
             # The first pull anchors at the device's first record: at genesis when the
@@ -163,6 +185,24 @@ def pull(client, db_path, batch=1024, progress=None):
                 "baudrate": client.baudrate, "efficiency": round(payload / capacity, 4) if payload else None}
     finally:
         db.close()
+
+
+def _checked_content_chain(info, session):
+    """The device's content-signing chain, if it has one, after checking it chains to
+    the vendor root the session trusted and names this device's serial."""
+    from ..device import credentials
+    chain = info.get("certificate_chain")
+    if not chain:
+        return None
+    try:
+        leaf = credentials.verify_chain(credentials.load_pem_chain(chain), credentials.load_pem_chain(session["anchors"]),
+                                        credentials.PURPOSE_CONTENT)
+    except credentials.CredentialError as err:
+        raise ChainError("device %s shows a content-signing certificate that does not hold: %s" % (info["serial"], err))
+    if credentials.cert_serial(leaf) != info["serial"]:
+        raise ChainError("device %s shows a content-signing certificate for %r: refused"
+                         % (info["serial"], credentials.cert_serial(leaf)))
+    return chain
 
 
 def _progress(records, total, payload, seconds):
@@ -251,6 +291,14 @@ def find_record(db, content_sha256_hex):
             "time_ms": row[4]}
 
 
-def device_chain(db, serial):
+def device_chains(db, serial):
+    """Every content-signing chain seen for the device, newest first."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    chains = []
+    if "device_chains" in tables:
+        chains = [row[0] for row in db.execute("SELECT chain FROM device_chains WHERE serial=? "
+                                               "ORDER BY first_seen_ms DESC", (serial,))]
     row = db.execute("SELECT certificate_chain FROM devices WHERE serial=?", (serial,)).fetchone()
-    return row[0] if row else None
+    if row and row[0] and row[0] not in chains:
+        chains.insert(0, row[0])
+    return chains

@@ -267,3 +267,52 @@ class VirtualSerialLink:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class LoopbackTransport:
+    """A transport with no cable at all: each payload sent is answered at once by
+    `answer(payload) -> list of payloads` (a device's DeviceAnswers in this process).
+    For provisioning devices in tests, benchmarks and the demo's set-up, where the
+    link itself is not what is being exercised. `cut_after(n)` makes the link go dead
+    after n more requests (answers to the nth included or not, per `keep_answer`), to
+    test what an interrupted exchange leaves behind."""
+
+    baudrate = 1000000
+    port = "loopback"
+
+    def __init__(self, answer):
+        self._answer = answer
+        self._queue = deque()
+        self.last_rx = self.last_tx = 0.0
+        self.sent = []       # every payload sent, in order (a transcript for tests)
+        self.received = []   # every payload answered
+        self._cut_at = None
+        self._keep_answer = True
+
+    def cut_after(self, requests, keep_answer=True):
+        self._cut_at = len(self.sent) + requests
+        self._keep_answer = keep_answer
+
+    def send(self, payload):
+        payload = bytes(payload)
+        self.last_tx = time.monotonic()
+        if self._cut_at is not None and len(self.sent) >= self._cut_at:
+            return  # the cable is out: the request never arrives
+        self.sent.append(payload)
+        answers = self._answer(payload)
+        if self._cut_at is not None and len(self.sent) >= self._cut_at and not self._keep_answer:
+            return  # the device acted, but its answer is lost
+        self.received.extend(answers)
+        self._queue.extend((a, None) for a in answers)
+
+    def receive(self, deadline):
+        if self._queue:
+            self.last_rx = time.monotonic()
+            return self._queue.popleft()
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            time.sleep(min(remaining, 0.005))
+        return None
+
+    def close(self):
+        pass

@@ -257,8 +257,8 @@ def _check_reserved_code1(report, data, fields, seal, db):
     if fields is None:
         return
     serial = (seal or {}).get("device_serial")
-    chain = logdb.device_chain(db, serial) if db is not None and serial else None
-    if chain is None:
+    chains = logdb.device_chains(db, serial) if db is not None and serial else []
+    if not chains:
         report.add("reserved_code1", "skip", "device certificate unknown: pull the device's log first")
         return
     try:
@@ -266,13 +266,17 @@ def _check_reserved_code1(report, data, fields, seal, db):
     except aigc.LabelError as err:
         report.add("reserved_code1", "fail", str(err))
         return
-    leaf = x509.load_pem_x509_certificates(chain.encode())[0]
     message = aigc.label_signing_message(fields["Label"], fields["ContentProducer"], fields["ProduceID"],
                                          jpeg.image_data_digest(data))
     signature = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
-    try:
-        leaf.public_key().verify(signature, message, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
+    for chain in chains:  # every key the device has had: a file may predate a rotation
+        leaf = x509.load_pem_x509_certificates(chain.encode())[0]
+        try:
+            leaf.public_key().verify(signature, message, ec.ECDSA(hashes.SHA256()))
+            break
+        except InvalidSignature:
+            continue
+    else:
         report.add("reserved_code1", "fail", "device signature does not match the label fields and pixels")
         return
     report.add("reserved_code1", "pass", "device %s signature over label and pixels holds" % serial)

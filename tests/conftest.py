@@ -12,10 +12,10 @@ import pytest
 from synthseal.device.camera import FakeCamera
 from synthseal.device.launch import AgentProcess, write_config
 from synthseal.device.seal import Sealer
-from synthseal.device.service import serve
+from synthseal.device.service import DeviceAnswers, serve
 from synthseal.device.state import DeviceState
-from synthseal.host import ca
 from synthseal.host.client import DeviceClient, SerialTransport
+from synthseal.host.lab import make_vendor, provision_local
 from synthseal.host.simlink import VirtualSerialLink
 
 SERIAL = "TEST-0001"
@@ -26,18 +26,39 @@ LAB_CAMERA = FakeCamera(64, 64).origin
 
 @pytest.fixture(scope="session")
 def vendor_ca(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("vendor-ca")
-    root = ca.create_vendor_ca(directory, "synthseal Test Vendor")
-    return directory, root.read_text()
+    """A real vendor CA (keys encrypted at rest) and an operator credential with both
+    roles. Indexes as (CA folder, root PEM) too."""
+    return make_vendor(tmp_path_factory.mktemp("vendor") / "ca", "synthseal Test Vendor")
 
 
-def make_device(directory, vendor_ca, serial=SERIAL, own=True):
-    """A provisioned device. own=True: this (test) process owns its state, as the agent
-    would; own=False: left for an agent process to take."""
+@pytest.fixture(scope="session")
+def credential_args(vendor_ca, tmp_path_factory):
+    """Command-line options for the host tool: the test operator's credential files
+    (key unencrypted, as a test may keep it) and the vendor root."""
+    from cryptography.hazmat.primitives import serialization
+    folder = tmp_path_factory.mktemp("operator")
+    (folder / "operator.pem").write_text(vendor_ca.operator.chain_pem)
+    key = folder / "operator-key.pem"
+    key.write_bytes(vendor_ca.operator.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    key.chmod(0o600)
+    (folder / "root.pem").write_text(vendor_ca.root_pem)
+    return ["--operator", str(folder), "--trust-anchor", str(folder / "root.pem")]
+
+
+def make_device(directory, vendor_ca, serial=SERIAL, own=True, **settings):
+    """A device enrolled over the real protocol (in this process, no cable): keys made
+    on the device, certificates from the vendor CA, a signed configuration. own=True:
+    this (test) process owns its state, as the agent would; own=False: left for an
+    agent process to take."""
     state = DeviceState(directory)
-    csr = state.init(serial, PRODUCER)
-    state.install_chain(ca.issue_content_certificate(vendor_ca[0], csr, serial))
-    return state.own() if own else state
+    state.init(serial)
+    settings.setdefault("producer", PRODUCER)
+    provision_local(state, vendor_ca, settings)
+    state.test_vendor = vendor_ca  # who enrolled it: RunningService authenticates with its operator
+    if not own:
+        state.release()
+    return state
 
 
 @pytest.fixture
@@ -65,20 +86,27 @@ class RunningService:
     """The device service on the device end of a virtual link, in a thread. `link`
     takes VirtualSerialLink's options: baudrate, latency, faults."""
 
-    def __init__(self, state, fault=None, **link):
+    def __init__(self, state, fault=None, vendor=None, **link):
         self.baudrate = link.get("baudrate") or 115200
+        self.vendor = vendor or getattr(state, "test_vendor", None)
         self.link = VirtualSerialLink(fault=fault, **link)
         self.stop = threading.Event()
         ready = threading.Event()
+        self.answers = DeviceAnswers(state)
         self.thread = threading.Thread(target=serve, args=(state, self.link.device_port),
-                                       kwargs={"stop": self.stop, "ready": ready}, daemon=True)
+                                       kwargs={"stop": self.stop, "ready": ready, "answers": self.answers},
+                                       daemon=True)
         self.thread.start()
         assert ready.wait(5)
         self._clients = []
 
-    def client(self, give_up_after=30.0):
+    def client(self, give_up_after=30.0, authenticate=True):
+        """A host client on the link; authenticated with the test operator (both roles)
+        unless authenticate=False."""
         client = DeviceClient(SerialTransport(self.link.host_port, self.baudrate), give_up_after=give_up_after)
         self._clients.append(client)
+        if authenticate:
+            client.authenticate(self.vendor.operator, self.vendor.root_pem)
         return client
 
     def close(self):
@@ -90,11 +118,11 @@ class RunningService:
 
 
 @pytest.fixture
-def service_for():
+def service_for(vendor_ca):
     running = []
 
     def start(state, fault=None, **link):
-        service = RunningService(state, fault, **link)
+        service = RunningService(state, fault, vendor=vendor_ca, **link)
         running.append(service)
         return service
 

@@ -25,8 +25,9 @@ def test_help_explains_every_command(tool):
     assert result.returncode == 0
     # argparse lists each subcommand at a 4-space indent, its description beside or below.
     listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ") and line[4] != " "}
-    assert listed >= {"host": {"ports", "info", "pull", "upload", "verify", "log-check", "ca", "demo"},
-                      "device": {"init", "install-cert", "run", "status", "capture", "info"}}[tool], result.stdout
+    assert listed >= {"host": {"ports", "info", "provision", "configure", "rotate", "decommission",
+                               "pull", "upload", "verify", "log-check", "ca", "devices", "demo"},
+                      "device": {"init", "run", "status", "capture", "info"}}[tool], result.stdout
 
 
 def _one_line_error(result):
@@ -69,9 +70,9 @@ def test_verify_of_a_jpeg_without_credentials_says_so(vendor_ca, tmp_path):
     assert plain.read_bytes() == before
 
 
-def test_pull_from_a_missing_port_is_one_line_and_creates_no_database(tmp_path):
+def test_pull_from_a_missing_port_is_one_line_and_creates_no_database(tmp_path, credential_args):
     db = tmp_path / "audit.sqlite"
-    result = run("host", "pull", "--port", tmp_path / "ttyACM7", "--db", db)
+    result = run("host", "pull", "--port", tmp_path / "ttyACM7", "--db", db, *credential_args)
     assert result.returncode == 2 and _one_line_error(result)
     assert "does not exist" in result.stderr
     assert not db.exists()
@@ -84,11 +85,11 @@ def test_log_check_names_an_edited_record(sealed, service_for, tmp_path):
     logdb.pull(service_for(sealed["state"]).client(), db)
     con = sqlite3.connect(db)
     con.execute("UPDATE records SET raw = CAST(replace(CAST(raw AS TEXT), 'composite', 'compositx') AS BLOB) "
-                "WHERE seq=3")
+                "WHERE seq=4")
     con.commit()
     result = run("host", "log-check", "--db", db)
     assert result.returncode == 1
-    assert "record 3" in result.stdout
+    assert "record 4" in result.stdout
 
 
 def _forge_last_record(db):
@@ -167,17 +168,17 @@ def test_verify_with_the_log_names_every_check_a_changed_pixel_breaks(sealed, se
     assert {"c2pa", "reserved_code1", "log"} <= set(failed), failed
 
 
-def test_pull_from_a_silent_device_is_one_line_and_creates_no_database(tmp_path):
+def test_pull_from_a_silent_device_is_one_line_and_creates_no_database(tmp_path, credential_args):
     from synthseal.host.simlink import VirtualSerialLink
     db = tmp_path / "audit.sqlite"
     with VirtualSerialLink() as link:  # nothing answers at the device end
-        result = run("host", "pull", "--port", link.host_port, "--db", db, "--give-up-after", 0.6)
+        result = run("host", "pull", "--port", link.host_port, "--db", db, "--give-up-after", 0.6, *credential_args)
     assert result.returncode == 2 and _one_line_error(result), result.stderr
     assert "did not answer" in result.stderr
     assert not db.exists()
 
 
-def test_pull_from_a_busy_port_is_one_line_and_leaves_the_database(sealed, service_for, tmp_path):
+def test_pull_from_a_busy_port_is_one_line_and_leaves_the_database(sealed, service_for, tmp_path, credential_args):
     import serial
     from synthseal.host import logdb
     db = tmp_path / "audit.sqlite"
@@ -188,7 +189,7 @@ def test_pull_from_a_busy_port_is_one_line_and_leaves_the_database(sealed, servi
     before = db.read_bytes()
     holder = serial.Serial(service.link.host_port, exclusive=True)
     try:
-        result = run("host", "pull", "--port", service.link.host_port, "--db", db)
+        result = run("host", "pull", "--port", service.link.host_port, "--db", db, *credential_args)
     finally:
         holder.close()
     assert result.returncode == 2 and _one_line_error(result), result.stderr
@@ -196,7 +197,8 @@ def test_pull_from_a_busy_port_is_one_line_and_leaves_the_database(sealed, servi
     assert db.read_bytes() == before
 
 
-def test_a_link_that_corrupts_every_frame_is_one_line_and_stores_nothing(sealed, service_for, tmp_path):
+def test_a_link_that_corrupts_every_frame_is_one_line_and_stores_nothing(sealed, service_for, tmp_path,
+                                                                         credential_args):
     def corrupt_every_answer(direction, data):
         if direction == "to_host" and len(data) > 4:
             data = bytes([data[0] ^ 0x40]) + data[1:]
@@ -204,36 +206,36 @@ def test_a_link_that_corrupts_every_frame_is_one_line_and_stores_nothing(sealed,
 
     db = tmp_path / "audit.sqlite"
     service = service_for(sealed["state"], fault=corrupt_every_answer)
-    result = run("host", "pull", "--port", service.link.host_port, "--db", db, "--give-up-after", 1)
+    result = run("host", "pull", "--port", service.link.host_port, "--db", db, "--give-up-after", 1, *credential_args)
     assert result.returncode == 2 and _one_line_error(result), result.stderr
     assert not db.exists()
 
 
 def test_device_init_refuses_a_serial_with_spaces_and_leaves_nothing(tmp_path):
     state = tmp_path / "state"
-    result = run("device", "--state", state, "init", "--serial", "SN 1", "--producer", "Vendor")
+    result = run("device", "--state", state, "init", "--serial", "SN 1")
     assert result.returncode == 2 and _one_line_error(result)
     assert not state.exists()
 
 
-def test_device_init_twice_keeps_the_first_key(tmp_path):
+def test_device_init_twice_keeps_the_first_serial_and_makes_no_key(tmp_path):
     state = tmp_path / "state"
-    assert run("device", "--state", state, "init", "--serial", "SN1", "--producer", "Vendor").returncode == 0
-    key = (state / "keys" / "content-key.pem").read_bytes()
-    result = run("device", "--state", state, "init", "--serial", "SN1", "--producer", "Vendor")
-    assert result.returncode == 2 and _one_line_error(result)
-    assert (state / "keys" / "content-key.pem").read_bytes() == key
-    assert oct((state / "keys" / "content-key.pem").stat().st_mode & 0o777) == "0o600"
+    assert run("device", "--state", state, "init", "--serial", "SN1").returncode == 0
+    before = (state / "factory.json").read_bytes()
+    result = run("device", "--state", state, "init", "--serial", "SN2")
+    assert result.returncode == 2 and _one_line_error(result) and "SN1" in result.stderr
+    assert (state / "factory.json").read_bytes() == before
+    assert list(state.rglob("*key*")) == []  # keys are made at enrolment, on the device
 
 
 def test_capture_before_provisioning_is_refused(tmp_path, agent_for):
     state = tmp_path / "state"
-    run("device", "--state", state, "init", "--serial", "SN1", "--producer", "Vendor")
+    run("device", "--state", state, "init", "--serial", "SN1")
     agent = agent_for(state, tmp_path / "out")
-    assert "not provisioned" in agent.stderr()
+    assert "is factory" in agent.stderr() and "synthseal-host provision" in agent.stderr()
     result = run("device", "capture", "--socket", agent.socket)
     assert result.returncode == 2 and _one_line_error(result), result.stderr
-    assert "certificate" in result.stderr
+    assert "provision" in result.stderr
     assert list((tmp_path / "out").glob("*.jpg")) == []
 
 
@@ -241,19 +243,6 @@ def test_capture_without_a_running_agent_is_one_line(tmp_path):
     result = run("device", "capture", "--socket", tmp_path / "agent.sock")
     assert result.returncode == 2 and _one_line_error(result), result.stderr
     assert "synthseal-device run" in result.stderr
-
-
-def test_a_certificate_for_another_key_is_refused(vendor_ca, tmp_path):
-    from synthseal.host import ca
-    from synthseal.device.state import DeviceState
-    other = DeviceState(tmp_path / "other")
-    chain = tmp_path / "chain.pem"
-    chain.write_text(ca.issue_content_certificate(vendor_ca[0], other.init("SN2", "Vendor"), "SN2"))
-    state = tmp_path / "state"
-    run("device", "--state", state, "init", "--serial", "SN1", "--producer", "Vendor")
-    result = run("device", "--state", state, "install-cert", chain)
-    assert result.returncode == 2 and "another key" in result.stderr
-    assert not (state / "certs" / "chain.pem").exists()
 
 
 def test_demo_runs_end_to_end_and_prints_the_table(tmp_path):
@@ -279,15 +268,15 @@ def test_demo_will_not_delete_a_folder_it_did_not_make(tmp_path):
     assert (keep / "precious.txt").exists()
 
 
-def test_pull_through_a_noisy_slow_line_ends_with_the_efficiency_line(sealed, service_for, tmp_path):
+def test_pull_through_a_noisy_slow_line_ends_with_the_efficiency_line(sealed, service_for, tmp_path, credential_args):
     from synthseal.host.simlink import LinkFaults
     db = tmp_path / "audit.sqlite"
     service = service_for(sealed["state"], baudrate=38400, latency=0.002,
                           faults=LinkFaults(bit_error_rate=1e-4, seed=2))
-    result = run("host", "pull", "--port", service.link.host_port, "--baud", 38400, "--db", db)
+    result = run("host", "pull", "--port", service.link.host_port, "--baud", 38400, "--db", db, *credential_args)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "3 new records verified and stored" in lines[0]
+    assert "4 new records verified and stored" in lines[0]  # the enrolment and three seals
     assert lines[-1].startswith("transfer: ") and "at 38400 baud" in lines[-1] and "% of the line rate" in lines[-1]
     assert result.stderr == ""  # no progress bar when stderr is not a terminal
 
@@ -299,15 +288,16 @@ def test_progress_line_shows_bar_bytes_records_rate_and_eta():
     assert line.startswith("[######..................]  25%  55.8 kB  250/1000 records  11.2 kB/s  ETA 0:15")
 
 
-def test_upload_stores_the_file_on_the_device_after_its_hash_is_checked(device, service_for, tmp_path):
+def test_upload_stores_the_file_on_the_device_after_its_hash_is_checked(device, service_for, tmp_path,
+                                                                       credential_args):
     blob = tmp_path / "fw-1.2.bin"
     blob.write_bytes(bytes(range(256)) * 300)
     service = service_for(device)
-    result = run("host", "upload", "--port", service.link.host_port, blob)
+    result = run("host", "upload", "--port", service.link.host_port, blob, *credential_args)
     assert result.returncode == 0, result.stderr
     assert "stored on the device as fw-1.2.bin" in result.stdout
     assert (device.directory / "uploads" / "fw-1.2.bin").read_bytes() == blob.read_bytes()
-    result = run("host", "upload", "--port", service.link.host_port, blob, "--name", "../escape")
+    result = run("host", "upload", "--port", service.link.host_port, blob, "--name", "../escape", *credential_args)
     assert result.returncode == 2 and _one_line_error(result) and "not allowed" in result.stderr
 
 

@@ -24,9 +24,14 @@ def _seal(state, n, source="rig"):
 
 def test_info_reports_identity_state_and_log_head(device, service_for):
     _seal(device, 2)
-    info = service_for(device).client().info()
-    assert info["serial"] == "TEST-0001" and info["state"] == "provisioned"
-    assert info["log"]["next_seq"] == 3
+    service = service_for(device)
+    anonymous = service.client(authenticate=False)
+    hello = anonymous.info()  # public: who and in what state, no log
+    anonymous.transport.close()
+    assert hello["serial"] == "TEST-0001" and hello["state"] == "enrolled" and "log" not in hello
+    info = service.client().status()
+    assert info["serial"] == "TEST-0001" and info["state"] == "enrolled"
+    assert info["log"]["next_seq"] == 4  # the enrolment and two seals
     assert info["log"]["head_hash"] == device.log().head_hash.hex()
     assert "BEGIN CERTIFICATE" in info["certificate_chain"]
 
@@ -36,14 +41,14 @@ def test_pull_stores_verified_records_and_resumes_incrementally(device, service_
     _seal(device, 3)
     service = service_for(device)
     client = service.client()
-    assert logdb.pull(client, db)["pulled"] == 3
+    assert logdb.pull(client, db)["pulled"] == 4  # the enrolment record and three seals
     _seal(device, 2, "capture")  # sealed while the service keeps running
     summary = logdb.pull(client, db)
-    assert summary["pulled"] == 2 and summary["stored"] == 5
+    assert summary["pulled"] == 2 and summary["stored"] == 6
     assert logdb.pull(client, db)["pulled"] == 0
     assert logdb.check_chain(db) == []
     rows = sqlite3.connect(db).execute("SELECT seq, content_sha256 FROM records ORDER BY seq").fetchall()
-    assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6]
 
 
 def test_pull_over_many_batches(device, service_for, tmp_path):
@@ -51,7 +56,7 @@ def test_pull_over_many_batches(device, service_for, tmp_path):
     for i in range(300):
         log.append(i, bytes(32), 1, "TEST-0001-%08d" % (i + 1), {"rule": "capture", "pad": "x" * 100})
     summary = logdb.pull(service_for(device).client(), tmp_path / "a.sqlite", batch=64)
-    assert summary["stored"] == 300
+    assert summary["stored"] == 301
 
 
 def test_a_record_edited_on_the_device_stops_the_pull_and_is_named(device, service_for, tmp_path):
@@ -95,15 +100,17 @@ def test_damaged_frames_in_both_directions_are_resent(device, service_for, tmp_p
         return data
 
     client = service_for(device, fault=flip_first_frame_each_way).client()
-    assert logdb.pull(client, tmp_path / "audit.sqlite")["stored"] == 3
+    assert logdb.pull(client, tmp_path / "audit.sqlite")["stored"] == 4
     assert damaged == {"to_device": 1, "to_host": 1}
 
 
-def test_a_silent_device_gives_a_clear_error_and_writes_nothing(tmp_path):
+def test_a_silent_device_gives_a_clear_error_and_writes_nothing(tmp_path, vendor_ca):
     db = tmp_path / "audit.sqlite"
     with VirtualSerialLink() as link:
         client = DeviceClient(SerialTransport(link.host_port), give_up_after=0.6)
         with pytest.raises(HostError, match="did not answer"):
+            client.authenticate(vendor_ca.operator, vendor_ca.root_pem)
+        with pytest.raises(logdb.LogDbError, match="authenticate first"):
             logdb.pull(client, db)
         client.transport.close()
     assert not db.exists()

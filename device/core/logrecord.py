@@ -31,7 +31,12 @@ _HEAD_LEN = struct.calcsize(_HEAD)
 
 EVENT_SEAL = 1    # a file was labelled, signed and emitted
 EVENT_REPAIR = 2  # the agent repaired its output folder at start (details in the JSON field)
-EVENT_NAMES = {EVENT_SEAL: "seal", EVENT_REPAIR: "repair"}
+EVENT_ENROL = 3   # keys made, certificates and configuration installed (operator, fingerprints)
+EVENT_CONFIG = 4  # a new signed configuration took effect
+EVENT_ROTATE = 5  # new keys and certificates replaced the old ones
+EVENT_DECOMMISSION = 6  # the device erases its keys
+EVENT_NAMES = {EVENT_SEAL: "seal", EVENT_REPAIR: "repair", EVENT_ENROL: "enrol", EVENT_CONFIG: "configure",
+               EVENT_ROTATE: "rotate", EVENT_DECOMMISSION: "decommission"}
 # Every record must fit one transport frame with room to spare (protocol.log_batch_fits),
 # checked when the record is built, never discovered when it is pulled. A record is
 # never split across frames, so its size bounds the frame a noisy line must carry

@@ -23,6 +23,14 @@ TYPE_LOG_STREAM = 0x03  # body: u32 start_seq, u32 end_seq, u16 chunk. Response:
 TYPE_UPLOAD_BEGIN = 0x10  # body: u32 size, 32-byte SHA-256, UTF-8 name. Response: u32 token
 TYPE_UPLOAD_DATA = 0x11   # body: u32 token, u32 offset, bytes. Response: u32 offset, u32 length
 TYPE_UPLOAD_END = 0x12    # body: u32 token. Response: the 32-byte SHA-256 of the stored file
+TYPE_AUTH_BEGIN = 0x20   # body: JSON host nonce, ephemeral key, operator chain. Response: JSON (docs)
+TYPE_AUTH_PROVE = 0x21   # body: JSON operator signature over the transcript. Response: JSON roles
+TYPE_SECURE = 0x22       # body: u32 counter, inner message, 16-byte MAC. Response: the same form
+TYPE_STATUS = 0x04       # body: empty. Response: JSON device info with log head (collector)
+TYPE_ENROL_BEGIN = 0x30  # body: JSON {"mode"}. Response: JSON CSRs (provisioner)
+TYPE_ENROL_COMMIT = 0x31  # body: JSON certificates, anchor, signed config. Response: JSON (provisioner)
+TYPE_CONFIGURE = 0x32    # body: a signed configuration document. Response: JSON (provisioner)
+TYPE_DECOMMISSION = 0x33  # body: JSON {"reason"}. Response: JSON (provisioner)
 TYPE_ERROR = 0x7F      # body: u16 error code, UTF-8 message
 RESPONSE = 0x80
 
@@ -32,6 +40,8 @@ ERR_UNKNOWN_TYPE = 3
 ERR_LOG_RANGE = 4      # the requested records are no longer on the device
 ERR_INTERNAL = 5
 ERR_UPLOAD = 6         # the upload cannot go on: no upload under way, bad size, or hash mismatch
+ERR_AUTH = 7           # no authenticated session, the wrong role, or a message that fails its MAC
+ERR_REFUSED = 8        # an authenticated request the device's state does not allow (message says why)
 
 
 class ProtocolError(ValueError):
@@ -202,6 +212,26 @@ def decode_u32(body):
     if len(body) != 4:
         raise ProtocolError("body must be one u32")
     return struct.unpack("<I", body)[0]
+
+
+# A SECURE message wraps one inner message (header included) of an authenticated
+# session: u32 counter (strictly increasing per direction), the inner message, and the
+# first 16 bytes of HMAC-SHA256 over the counter and the inner message under that
+# direction's session key. Only the session's two ends know the keys.
+SECURE_COUNTER_LEN = 4
+SECURE_TAG_LEN = 16
+
+
+def encode_secure(counter, inner, tag):
+    return struct.pack("<I", counter) + inner + tag
+
+
+def decode_secure(body):
+    """Return (counter, inner message, tag)."""
+    if len(body) < SECURE_COUNTER_LEN + HEADER_LEN + SECURE_TAG_LEN:
+        raise ProtocolError("SECURE body shorter than its counter, header and MAC")
+    (counter,) = struct.unpack("<I", body[:SECURE_COUNTER_LEN])
+    return counter, bytes(body[SECURE_COUNTER_LEN:-SECURE_TAG_LEN]), bytes(body[-SECURE_TAG_LEN:])
 
 
 def encode_error(code, message):
