@@ -28,6 +28,7 @@ from .bench_agent import bench_agent
 from .bench_transport import bench_transport
 from .model.bench_classifier import bench_classifier, median_ms
 from ..host import ca
+from .bench_transport import BENCH_CA_PASSPHRASE
 
 WIDTH, HEIGHT = 4056, 3040
 # The seal proper: visible label, implicit label, C2PA, hash + temporary file, log + rename.
@@ -37,9 +38,9 @@ SEAL_STAGES = ("explicit_label_ms", "implicit_label_ms", "c2pa_sign_ms", "hash_w
 def bench_seal(runs):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ca.create_vendor_ca(tmp / "ca", "Bench Vendor")
+        ca.create_vendor_ca(tmp / "ca", "Bench Vendor", BENCH_CA_PASSPHRASE)
         state = DeviceState(tmp / "device")
-        state.install_chain(ca.issue_content_certificate(tmp / "ca", state.init("BENCH-1", "bench"), "BENCH-1"))
+        state.install_chain(ca.issue_content_certificate(tmp / "ca", state.init("BENCH-1", "bench"), "BENCH-1", BENCH_CA_PASSPHRASE))
         state.own()
         # The classifier runs on every capture; its time is reported apart from the seal
         # stages, which the seal/floor ratios compare.

@@ -18,6 +18,7 @@ from ..device.launch import AgentProcess, write_config
 from ..device.seal import Sealer
 from ..device.state import DeviceState
 from ..host import ca
+from .bench_transport import BENCH_CA_PASSPHRASE
 
 WIDTH, HEIGHT = 4056, 3040
 # The pipeline's two worker stages (device/pipeline.py) and the timings each one spends.
@@ -34,7 +35,7 @@ def _percentile(values, fraction):
 def _stage_costs(tmp, runs):
     """Single-frame cost of each stage, sealed back to back in this process."""
     state = DeviceState(tmp / "stages")
-    state.install_chain(ca.issue_content_certificate(tmp / "ca", state.init("BENCH-2", "bench"), "BENCH-2"))
+    state.install_chain(ca.issue_content_certificate(tmp / "ca", state.init("BENCH-2", "bench"), "BENCH-2", BENCH_CA_PASSPHRASE))
     state.own()
     try:
         camera = FakeCamera(WIDTH, HEIGHT, frame_pool=1)
@@ -61,10 +62,10 @@ def _rates(count, seconds, latencies):
 def bench_agent(frames=16, runs=5):
     with tempfile.TemporaryDirectory(prefix="synthseal-bench-") as tmp:
         tmp = Path(tmp)
-        ca.create_vendor_ca(tmp / "ca", "Bench Vendor")
+        ca.create_vendor_ca(tmp / "ca", "Bench Vendor", BENCH_CA_PASSPHRASE)
         stages = _stage_costs(tmp, runs)
         state = DeviceState(tmp / "device")
-        state.install_chain(ca.issue_content_certificate(tmp / "ca", state.init("BENCH-1", "bench"), "BENCH-1"))
+        state.install_chain(ca.issue_content_certificate(tmp / "ca", state.init("BENCH-1", "bench"), "BENCH-1", BENCH_CA_PASSPHRASE))
         config = tmp / "agent.toml"
         write_config(config, {
             "agent": {"state_dir": str(tmp / "device"), "output_dir": str(tmp / "out"),

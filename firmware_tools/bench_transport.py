@@ -33,12 +33,15 @@ CAPTURE_DECISION = {"source": "capture", "rule": "capture", "label": None, "expl
                     "dst": "digitalCapture", "art17": None, "th": 0.5}
 _TERMIOS_SPEED = {115200: termios.B115200, 1000000: getattr(termios, "B1000000", termios.B115200)}
 
+# The benches make a throw-away CA in a temporary folder; its keys are encrypted like any CA's.
+BENCH_CA_PASSPHRASE = "bench-only-passphrase"
+
 
 def make_device(directory, payload_bytes):
     """A provisioned device whose log holds at least `payload_bytes` of records."""
-    ca.create_vendor_ca(directory / "ca", "Bench Vendor")
+    ca.create_vendor_ca(directory / "ca", "Bench Vendor", BENCH_CA_PASSPHRASE)
     state = DeviceState(directory / "device")
-    state.install_chain(ca.issue_content_certificate(directory / "ca", state.init("BENCH-1", "bench"), "BENCH-1"))
+    state.install_chain(ca.issue_content_certificate(directory / "ca", state.init("BENCH-1", "bench"), "BENCH-1", BENCH_CA_PASSPHRASE))
     state.own()  # the bench fills the log as the agent would, then hands the state to it
     log = state.log()
     durable, auditlog._fsync = auditlog._fsync, None  # filling the fixture fast; not what is measured

@@ -31,7 +31,7 @@ from synthseal.host.client import DeviceClient, SerialTransport
 from synthseal.host.simlink import VirtualSerialLink
 from synthseal.host.verify import verify_file
 
-from conftest import LAB_CAMERA, RunningAgent, make_device
+from conftest import CA_PASSPHRASE, LAB_CAMERA, RunningAgent, make_device
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "device" / "deploy"
@@ -172,7 +172,8 @@ def test_a_second_agent_or_a_direct_write_is_refused_naming_the_agents_pid(state
     # The CLI's writing commands, and this process acting as a writer.
     from synthseal.host import ca
     chain = tmp_path / "chain.pem"
-    chain.write_text(ca.issue_content_certificate(vendor_ca[0], DeviceState(state_dir).csr_pem(), "TEST-0001"))
+    chain.write_text(ca.issue_content_certificate(vendor_ca[0], DeviceState(state_dir).csr_pem(), "TEST-0001",
+                                                  CA_PASSPHRASE))
     result = subprocess.run([sys.executable, "-m", "synthseal.device.cli", "--state", str(state_dir), "install-cert",
                              str(chain)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "PID %d" % agent.process.pid in result.stderr

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from conftest import CA_PASSPHRASE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -248,7 +250,7 @@ def test_a_certificate_for_another_key_is_refused(vendor_ca, tmp_path):
     from synthseal.device.state import DeviceState
     other = DeviceState(tmp_path / "other")
     chain = tmp_path / "chain.pem"
-    chain.write_text(ca.issue_content_certificate(vendor_ca[0], other.init("SN2", "Vendor"), "SN2"))
+    chain.write_text(ca.issue_content_certificate(vendor_ca[0], other.init("SN2", "Vendor"), "SN2", CA_PASSPHRASE))
     state = tmp_path / "state"
     run("device", "--state", state, "init", "--serial", "SN1", "--producer", "Vendor")
     result = run("device", "--state", state, "install-cert", chain)
