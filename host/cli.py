@@ -220,12 +220,11 @@ def cmd_ca_operator(args):
 
 def cmd_ca_revoke(args):
     import datetime
-    from .ca import load_ca
-    authority = load_ca(args.dir, _passphrase(CA_PASSPHRASE_ENV, "CA passphrase"))
-    with open(args.cert) as f:
-        text = f.read()
     from ..device import credentials
-    leaf = credentials.load_pem_chain(text)[0]
+    from .ca import load_ca
+    with open(args.cert) as f:
+        leaf = credentials.load_pem_chain(f.read())[0]
+    authority = load_ca(args.dir, _passphrase(CA_PASSPHRASE_ENV, "CA passphrase"))
     authority.revoke(leaf, datetime.datetime.now(datetime.timezone.utc), args.reason)
     print("certificate %s (%s) revoked: %s; publish the CRL with `synthseal-host ca crl`"
           % (credentials.fingerprint(leaf)[:16], leaf.subject.rfc4514_string(), args.reason))
