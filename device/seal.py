@@ -13,6 +13,7 @@ The agent only seals frames it captured itself (see DESIGN.md §1): there is no 
 point that takes a file from outside.
 """
 
+import datetime
 import hashlib
 import io
 import json
@@ -244,6 +245,9 @@ class Sealer:
             "assertions": [
                 {"label": "c2pa.actions", "data": {"actions": [{
                     "action": "c2pa.created",
+                    # The sealing time on the device's clock, under the signature: what
+                    # `verify --crl` compares with a revocation date (no TSA on a device).
+                    "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
                     "digitalSourceType": policy.digital_source_type_uri(decision),
                     "softwareAgent": {"name": "synthseal-device", "version": __version__},
                 }]}},

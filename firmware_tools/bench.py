@@ -23,11 +23,10 @@ from PIL import Image
 from ..device.camera import FakeCamera
 from ..device.classifier import Classifier
 from ..device.seal import JPEG_QUALITY, Sealer
-from ..device.state import DeviceState
 from .bench_agent import bench_agent
 from .bench_transport import bench_transport
 from .model.bench_classifier import bench_classifier, median_ms
-from ..host import ca
+from ..host.lab import enrolled_device, make_vendor
 
 WIDTH, HEIGHT = 4056, 3040
 # The seal proper: visible label, implicit label, C2PA, hash + temporary file, log + rename.
@@ -37,10 +36,7 @@ SEAL_STAGES = ("explicit_label_ms", "implicit_label_ms", "c2pa_sign_ms", "hash_w
 def bench_seal(runs):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ca.create_vendor_ca(tmp / "ca", "Bench Vendor")
-        state = DeviceState(tmp / "device")
-        state.install_chain(ca.issue_content_certificate(tmp / "ca", state.init("BENCH-1", "bench"), "BENCH-1"))
-        state.own()
+        state = enrolled_device(tmp / "device", make_vendor(tmp / "ca", "Bench Vendor"), "BENCH-1", producer="bench")
         # The classifier runs on every capture; its time is reported apart from the seal
         # stages, which the seal/floor ratios compare.
         sealer = Sealer(state, Classifier(num_threads=2))

@@ -16,8 +16,7 @@ from ..device.classifier import Classifier
 from ..device.client import AgentClient
 from ..device.launch import AgentProcess, write_config
 from ..device.seal import Sealer
-from ..device.state import DeviceState
-from ..host import ca
+from ..host.lab import enrolled_device, make_vendor
 
 WIDTH, HEIGHT = 4056, 3040
 # The pipeline's two worker stages (device/pipeline.py) and the timings each one spends.
@@ -31,11 +30,9 @@ def _percentile(values, fraction):
     return round(ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))], 3)
 
 
-def _stage_costs(tmp, runs):
+def _stage_costs(tmp, vendor, runs):
     """Single-frame cost of each stage, sealed back to back in this process."""
-    state = DeviceState(tmp / "stages")
-    state.install_chain(ca.issue_content_certificate(tmp / "ca", state.init("BENCH-2", "bench"), "BENCH-2"))
-    state.own()
+    state = enrolled_device(tmp / "stages", vendor, "BENCH-2", producer="bench")
     try:
         camera = FakeCamera(WIDTH, HEIGHT, frame_pool=1)
         sealer = Sealer(state, Classifier(num_threads=2), lab=True)
@@ -61,10 +58,9 @@ def _rates(count, seconds, latencies):
 def bench_agent(frames=16, runs=5):
     with tempfile.TemporaryDirectory(prefix="synthseal-bench-") as tmp:
         tmp = Path(tmp)
-        ca.create_vendor_ca(tmp / "ca", "Bench Vendor")
-        stages = _stage_costs(tmp, runs)
-        state = DeviceState(tmp / "device")
-        state.install_chain(ca.issue_content_certificate(tmp / "ca", state.init("BENCH-1", "bench"), "BENCH-1"))
+        vendor = make_vendor(tmp / "ca", "Bench Vendor")
+        stages = _stage_costs(tmp, vendor, runs)
+        enrolled_device(tmp / "device", vendor, "BENCH-1", producer="bench").release()
         config = tmp / "agent.toml"
         write_config(config, {
             "agent": {"state_dir": str(tmp / "device"), "output_dir": str(tmp / "out"),

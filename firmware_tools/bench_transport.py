@@ -14,7 +14,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import termios
 import time
@@ -22,8 +21,8 @@ from pathlib import Path
 
 from ..device.core import auditlog, logrecord
 from ..device.launch import AgentProcess, write_config
-from ..device.state import DeviceState
-from ..host import ca, logdb
+from ..host import logdb
+from ..host.lab import enrolled_device, make_vendor
 from ..host.client import DeviceClient, SerialTransport
 from ..host.simlink import LinkFaults, VirtualSerialLink
 
@@ -33,13 +32,13 @@ CAPTURE_DECISION = {"source": "capture", "rule": "capture", "label": None, "expl
                     "dst": "digitalCapture", "art17": None, "th": 0.5}
 _TERMIOS_SPEED = {115200: termios.B115200, 1000000: getattr(termios, "B1000000", termios.B115200)}
 
-
 def make_device(directory, payload_bytes):
-    """A provisioned device whose log holds at least `payload_bytes` of records."""
-    ca.create_vendor_ca(directory / "ca", "Bench Vendor")
-    state = DeviceState(directory / "device")
-    state.install_chain(ca.issue_content_certificate(directory / "ca", state.init("BENCH-1", "bench"), "BENCH-1"))
-    state.own()  # the bench fills the log as the agent would, then hands the state to it
+    """An enrolled device whose log holds at least `payload_bytes` of records; the
+    vendor that enrolled it is `state.vendor` (its operator pulls)."""
+    vendor = make_vendor(directory / "ca", "Bench Vendor")
+    # The bench fills the log as the agent would, then hands the state to it.
+    state = enrolled_device(directory / "device", vendor, "BENCH-1", producer="bench")
+    state.vendor = vendor
     log = state.log()
     durable, auditlog._fsync = auditlog._fsync, None  # filling the fixture fast; not what is measured
     try:
@@ -75,6 +74,7 @@ def pull_once(state, baud, ber, seed, workdir):
         service = _start_device(state, link.device_port, baud)
         try:
             client = DeviceClient(SerialTransport(link.host_port, baud), give_up_after=120)
+            client.authenticate(state.vendor.operator, state.vendor.root_pem)
             summary = logdb.pull(client, db)
             client.transport.close()
         finally:

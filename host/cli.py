@@ -57,24 +57,12 @@ def _authenticated(args):
 def _ca_for_provisioning(args):
     from .ca import load_ca
     from .inventory import Inventory
-    vendor = load_ca(args.ca, _ca_passphrase(confirm=False))
+    vendor = load_ca(args.ca, _passphrase(CA_PASSPHRASE_ENV, "CA passphrase"))
     inventory = Inventory(args.inventory or os.path.join(args.ca, "inventory.sqlite"))
     crl = _crl(args)
     if crl is None and os.path.exists(os.path.join(args.ca, "crl.pem")):
         crl = vendor.crl_pem()
     return vendor, inventory, crl
-
-
-def _ca_passphrase(confirm):
-    import getpass
-    passphrase = os.environ.get("SYNTHSEAL_CA_PASSPHRASE")
-    if passphrase is None:
-        passphrase = getpass.getpass("CA passphrase: ")
-        if confirm and getpass.getpass("CA passphrase again: ") != passphrase:
-            raise ValueError("the two passphrases differ")
-    if not passphrase:
-        raise ValueError("the CA passphrase must not be empty")
-    return passphrase
 
 
 def _settings(args):
@@ -106,7 +94,7 @@ def cmd_provision(args):
         raise ValueError("--producer is required: the GB 45438 ContentProducer (provider name or code)")
     with inventory:
         summary = provision(_client(args), vendor, inventory, _operator(args), settings,
-                            service_years=args.service_years, crl_pem=crl, steps=Steps(6, sys.stderr))
+                            service_years=args.service_years, crl_pem=crl, steps=Steps(5, sys.stderr))
     _print_summary(summary, args, "enrolment summary (paste into the ticket):")
 
 
@@ -246,7 +234,11 @@ def cmd_verify(args):
         anchors = f.read()
     if args.db:
         open_readonly(args.db).close()  # one clear error up front, not one per file
-    reports = [verify_file(path, anchors, args.db) for path in args.files]
+    crl = None
+    if args.crl:
+        with open(args.crl) as f:
+            crl = f.read()
+    reports = [verify_file(path, anchors, args.db, crl=crl) for path in args.files]
     if args.json:
         print(json.dumps(reports, indent=2))
     else:
@@ -273,19 +265,110 @@ def print_verify_table(reports, out=sys.stdout):
                 print("%s %s: %s: %s" % (check["status"].upper(), r["file"], check["check"], check["detail"]), file=out)
 
 
+CA_PASSPHRASE_ENV = "SYNTHSEAL_CA_PASSPHRASE"
+OPERATOR_PASSPHRASE_ENV = "SYNTHSEAL_OPERATOR_PASSPHRASE"
+
+
+def _passphrase(env, what, confirm=False):
+    """A passphrase from the environment, else asked on the terminal (twice for a new one)."""
+    import getpass
+    import os
+    from .ca import CAError
+    value = os.environ.get(env)
+    if value is None:
+        if not sys.stdin.isatty():
+            raise CAError("no %s: set $%s or run on a terminal to be asked" % (what, env))
+        value = getpass.getpass("%s: " % what.capitalize())
+        if confirm and getpass.getpass("%s again: " % what.capitalize()) != value:
+            raise CAError("the two %ss differ; nothing was written" % what)
+    if not value:
+        raise CAError("the %s must not be empty" % what)
+    return value
+
+
 def cmd_ca_init(args):
     from .ca import create_vendor_ca
-    root = create_vendor_ca(args.dir, args.org)
-    print("vendor root and issuing CA created in %s; give validators %s as the trust anchor" % (args.dir, root))
+    passphrase = _passphrase(CA_PASSPHRASE_ENV, "CA passphrase", confirm=True)
+    root = create_vendor_ca(args.dir, args.org, passphrase)
+    print("vendor root and issuing CA created in %s (keys encrypted with the passphrase); give validators %s "
+          "as the trust anchor, and move vendor-root-key.pem to offline storage" % (args.dir, root))
 
 
 def cmd_ca_issue(args):
     from .ca import issue_content_certificate
     with open(args.csr) as f:
-        chain = issue_content_certificate(args.dir, f.read(), args.serial)
+        chain = issue_content_certificate(args.dir, f.read(), args.serial, _passphrase(CA_PASSPHRASE_ENV, "CA passphrase"))
     with open(args.out, "w") as f:
         f.write(chain)
     print("content-signing chain for %s written to %s" % (args.serial, args.out))
+
+
+def cmd_ca_operator(args):
+    import os
+    from pathlib import Path
+    from ..device import credentials
+    from .ca import CAError, load_ca
+    out = Path(args.out)
+    chain_path, key_path = out / "operator.pem", out / "operator-key.pem"
+    for path in (chain_path, key_path):
+        if path.exists():
+            raise CAError("%s already exists; choose another --out folder" % path)
+    authority = load_ca(args.dir, _passphrase(CA_PASSPHRASE_ENV, "CA passphrase"))
+    key_passphrase = _passphrase(OPERATOR_PASSPHRASE_ENV, "operator key passphrase", confirm=True)
+    chain, key = authority.issue_operator(args.name, args.role, days=args.days, key_passphrase=key_passphrase)
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    chain_path.write_text(chain)
+    leaf = credentials.load_pem_chain(chain)[0]
+    print("operator %s: roles %s, valid until %s" % (args.name, ", ".join(sorted(credentials.operator_roles(leaf))),
+                                                     leaf.not_valid_after_utc.date().isoformat()))
+    print("certificate %s (SHA-256 %s)" % (chain_path, credentials.fingerprint(leaf)))
+    print("key         %s (mode 0600, encrypted with the operator key passphrase)" % key_path)
+
+
+def cmd_ca_revoke(args):
+    import datetime
+    from ..device import credentials
+    from .ca import load_ca
+    with open(args.cert) as f:
+        leaf = credentials.load_pem_chain(f.read())[0]
+    authority = load_ca(args.dir, _passphrase(CA_PASSPHRASE_ENV, "CA passphrase"))
+    authority.revoke(leaf, datetime.datetime.now(datetime.timezone.utc), args.reason)
+    print("certificate %s (%s) revoked: %s; publish the CRL with `synthseal-host ca crl`"
+          % (credentials.fingerprint(leaf)[:16], leaf.subject.rfc4514_string(), args.reason))
+
+
+def cmd_ca_crl(args):
+    from .ca import load_ca, pem
+    authority = load_ca(args.dir, _passphrase(CA_PASSPHRASE_ENV, "CA passphrase"))
+    text = authority.crl_pem()
+    with open(args.out, "w") as f:
+        # The issuing CA certificate travels with the CRL, so `verify --crl` can check
+        # the CRL's signature with nothing but the vendor root.
+        f.write(text + pem(authority.issuing))
+    print("CRL with %d revoked certificates written to %s" % (len(authority.revoked()), args.out))
+
+
+def cmd_devices(args):
+    from .inventory import Inventory
+    with Inventory(args.inventory, create=False) as inventory:
+        devices = inventory.devices()
+    if args.json:
+        print(json.dumps(devices, indent=2))
+        return
+    if not devices:
+        print("no devices in %s" % args.inventory)
+        return
+    header = ("serial", "state", "identity", "content", "config", "provisioned by", "provisioned at")
+    rows = [(d["serial"], d["state"], d["identity_fingerprint"][:16], d["content_fingerprint"][:16],
+             "v%d" % d["config_version"], d["provisioned_by"], d["provisioned_at"][:19] + "Z") for d in devices]
+    # What came from a device or an operator is shown, never obeyed: control characters become escapes.
+    rows = [tuple(str(v).encode("unicode_escape").decode("ascii") for v in row) for row in rows]
+    widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
 def cmd_demo(args):
@@ -351,6 +434,8 @@ def _positive_float(text):
 
 
 def build_parser():
+    from ..device.credentials import ROLES
+    from .ca import REVOCATION_REASONS
     parser = argparse.ArgumentParser(
         prog="synthseal-host",
         description="Provision synthseal devices, pull and verify their audit logs, verify sealed files.")
@@ -413,6 +498,8 @@ def build_parser():
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--trust-anchor", required=True, help="PEM file of the vendor root certificate(s)")
     p.add_argument("--db", help="pulled log database: enables the ReservedCode1 and log-record checks")
+    p.add_argument("--crl", help="the vendor's revocation list (`synthseal-host ca crl --out`): enables the "
+                                 "revocation check against the file's sealing time")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_verify)
 
@@ -421,12 +508,34 @@ def build_parser():
     p.add_argument("--dir", required=True, help="CA directory (private keys are written with mode 0600)")
     p.add_argument("--org", required=True, help="vendor organisation name")
     p.set_defaults(func=cmd_ca_init)
-    p = ca.add_parser("issue", help="issue a device content-signing certificate from its CSR")
+    p = ca.add_parser("issue", help="issue a device content-signing certificate from its CSR (offline flow)")
     p.add_argument("--dir", required=True, help="CA directory")
     p.add_argument("--csr", required=True, help="the device's certificate request (PEM)")
-    p.add_argument("--serial", required=True, help="the device serial number")
+    p.add_argument("--serial", required=True, help="the device serial number (must be the one the CSR names)")
     p.add_argument("--out", required=True, help="where to write the chain (PEM)")
     p.set_defaults(func=cmd_ca_issue)
+    p = ca.add_parser("operator", help="issue an operator credential (certificate + encrypted key) for a technician")
+    p.add_argument("--dir", required=True, help="CA directory")
+    p.add_argument("--name", required=True, help="the technician's name")
+    p.add_argument("--role", required=True, action="append", choices=ROLES,
+                   help="a role the credential carries (repeat for several)")
+    p.add_argument("--days", type=_positive_int, default=365, help="validity in days (default: %(default)s)")
+    p.add_argument("--out", required=True, help="folder for operator.pem and operator-key.pem")
+    p.set_defaults(func=cmd_ca_operator)
+    p = ca.add_parser("revoke", help="revoke a certificate this CA issued (added to the CRL)")
+    p.add_argument("--dir", required=True, help="CA directory")
+    p.add_argument("--cert", required=True, help="the certificate (PEM; the first one in the file)")
+    p.add_argument("--reason", required=True, choices=REVOCATION_REASONS, help="RFC 5280 reason")
+    p.set_defaults(func=cmd_ca_revoke)
+    p = ca.add_parser("crl", help="write a freshly signed CRL with the issuing CA certificate")
+    p.add_argument("--dir", required=True, help="CA directory")
+    p.add_argument("--out", required=True, help="where to write the CRL (PEM)")
+    p.set_defaults(func=cmd_ca_crl)
+
+    p = sub.add_parser("devices", help="list the provisioned devices in the inventory")
+    p.add_argument("--inventory", required=True, help="the inventory database (SQLite)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("demo", help="run the whole job on a simulated device (fake camera, virtual serial link)")
     p.add_argument("--out", default="demo-output", help="demo folder, replaced on each run (default: %(default)s)")
@@ -436,8 +545,10 @@ def build_parser():
 
 
 def main(argv=None):
+    from ..device.credentials import CredentialError
     from .ca import CAError
     from .client import HostError
+    from .inventory import InventoryError
     from .logdb import ChainError, LogDbError
     args = build_parser().parse_args(argv)
     try:
@@ -445,7 +556,7 @@ def main(argv=None):
     except ChainError as err:
         print("error: audit log chain broken: %s" % err, file=sys.stderr)
         return 1
-    except (HostError, CAError, LogDbError, OSError, ValueError) as err:
+    except (HostError, CAError, CredentialError, InventoryError, LogDbError, OSError, ValueError) as err:
         print("error: %s" % err, file=sys.stderr)
         return 2
 

@@ -1,9 +1,9 @@
 """`make demo`: the whole job on a simulated device, step by step.
 
 The device agent runs as its own process (`synthseal-device run`) with a fake camera in
-lab mode; a rig client (this process, through the agent's socket) hands it rendered
-frames; the host tool pulls the log over a virtual serial link made of real
-pseudo-terminals, which the agent serves.
+lab mode; the host provisions it over a virtual serial link made of real
+pseudo-terminals, which the agent serves; a rig client (this process, through the
+agent's socket) hands it rendered frames; the host pulls the log over the same link.
 """
 
 import shutil
@@ -12,10 +12,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import ca
 from .client import DeviceClient, SerialTransport
 from .cli import print_verify_table
+from .inventory import Inventory
+from .lab import make_vendor
 from .logdb import pull
+from .provision import Steps, provision
 from .simlink import LinkFaults, VirtualSerialLink
 from .verify import verify_file
 from ..device.camera import FakeCamera
@@ -25,6 +27,7 @@ from ..device.launch import AgentProcess, write_config
 DEMO_MARKER = ".synthseal-demo"
 SERIAL = "DEMO-0001"
 PRODUCER = "synthseal-demo"
+DEMO_CA_PASSPHRASE = "demo-only-passphrase"  # the demo CA is thrown away with its folder
 
 
 def _step(n, text):
@@ -75,17 +78,14 @@ def run_demo(out, frames=6):
     ca_dir, state, files, db = out / "vendor-ca", out / "device", out / "device" / "out", out / "host" / "audit.sqlite"
     db.parent.mkdir()
 
-    _step(1, "Vendor: demo root and issuing CA (keys for demonstration only)")
-    root = ca.create_vendor_ca(ca_dir, "synthseal Demo Vendor")
-    print("    trust anchor: %s" % root)
+    _step(1, "Vendor: demo root and issuing CA (keys encrypted at rest; for demonstration only) and a "
+             "technician's operator credential (roles provisioner and collector)")
+    vendor = make_vendor(ca_dir, "synthseal Demo Vendor", DEMO_CA_PASSPHRASE)
+    root = ca_dir / "vendor-root.pem"
+    print("    trust anchor: %s\n    operator: %s" % (root, vendor.operator.describe()))
 
-    _step(2, "Device %s: content key born on the device; vendor CA issues its certificate" % SERIAL)
-    csr = out / "device.csr"
-    _device(state, "init", "--serial", SERIAL, "--producer", PRODUCER, "--csr-out", csr)
-    chain = out / "device-chain.pem"
-    chain.write_text(ca.issue_content_certificate(ca_dir, csr.read_text(), SERIAL))
-    _device(state, "install-cert", chain)
-    print("    key: %s (mode 0600, never leaves the device)" % (state / "keys" / "content-key.pem"))
+    _step(2, "Device %s at the factory: a serial number only; no key exists yet" % SERIAL)
+    _device(state, "init", "--serial", SERIAL)
 
     socket_dir = Path(tempfile.mkdtemp(prefix="synthseal-demo-"))  # short: Unix socket paths are limited
     config, agent_log = out / "agent.toml", out / "agent.log"
@@ -100,7 +100,18 @@ def run_demo(out, frames=6):
             agent = _start_agent(config, agent_log)
             try:
                 print("    config %s; agent log %s" % (config, agent_log))
-                _step(4, "Device: %d frames in turn: rig render and composite from a rig client over the socket, "
+                _step(4, "Host: provision the device over the simulated UART (115200 baud, bit error rate 1e-5): "
+                         "mutual authentication, keys made on the device, CSRs checked, certificates issued, "
+                         "signed configuration applied, inventory updated")
+                host = DeviceClient(SerialTransport(link.host_port, 115200), give_up_after=30.0)
+                with Inventory(out / "host" / "inventory.sqlite") as inventory:
+                    summary = provision(host, vendor.ca, inventory, vendor.operator, {"producer": PRODUCER},
+                                        steps=Steps(5, sys.stdout))
+                host.transport.close()
+                print("    enrolled in %.1f s: identity %s..., content certificate %s..., configuration version %d"
+                      % (summary["seconds"], summary["identity_fingerprint"][:16], summary["content_fingerprint"][:16],
+                         summary["config_version"]))
+                _step(5, "Device: %d frames in turn: rig render and composite from a rig client over the socket, "
                          "real captures from the agent's own camera; each classified, labelled, sealed, logged"
                          % frames)
                 with AgentClient(socket_dir / "agent.sock", client="demo-rig") as rig:
@@ -114,7 +125,7 @@ def run_demo(out, frames=6):
             finally:
                 agent.stop()
 
-            _step(5, "Device: the camera now films a monitor showing a render (2 clean frames, declared as real "
+            _step(6, "Device: the camera now films a monitor showing a render (2 clean frames, declared as real "
                      "captures); the agent restarts and its classifier catches them")
             _write_config(config, state, files, socket_dir / "agent.sock", link.device_port, 0, 1)
             agent = _start_agent(config, agent_log)
@@ -122,16 +133,17 @@ def run_demo(out, frames=6):
                 with AgentClient(socket_dir / "agent.sock", client="demo-cli") as client:
                     _print_results([o["result"] for o in client.capture(2, "capture")["results"]])
 
-                _step(6, "Host: pull the audit log into SQLite over the simulated UART (115200 baud 8N1, "
-                         "2 ms latency, bit error rate 1e-5)")
+                _step(7, "Host: authenticate as collector, check the device's identity against the vendor root, "
+                         "pull the audit log into SQLite over the same line")
                 host = DeviceClient(SerialTransport(link.host_port, 115200), give_up_after=30.0)
-                info = host.info()
+                host.authenticate(vendor.operator, vendor.root_pem)
+                info = host.status()
                 print("    device %s, firmware %s, %s, log head seq %d" % (
                     info["serial"], info["firmware"], info["state"], info["log"]["next_seq"] - 1))
                 summary = pull(host, db)
                 host.transport.close()
                 print("    %d records pulled, hash chain verified, stored in %s" % (summary["pulled"], db))
-                print("    %d bytes of records in %.2f s (a log this small is mostly the HELLO exchange); "
+                print("    %d bytes of records in %.2f s (a log this small is mostly the handshake); "
                       "the line flipped %d bits, and any frame they damaged was asked for again"
                       % (summary["payload_bytes"], summary["seconds"],
                          link.stats["to_host"]["bit_errors"] + link.stats["to_device"]["bit_errors"]))
@@ -140,8 +152,8 @@ def run_demo(out, frames=6):
     finally:
         shutil.rmtree(socket_dir, ignore_errors=True)
 
-    _step(7, "Host: verify every output file")
-    reports = [verify_file(path, root.read_text(), db) for path in sorted(files.glob("*.jpg"))]
+    _step(8, "Host: verify every output file")
+    reports = [verify_file(path, vendor.root_pem, db) for path in sorted(files.glob("*.jpg"))]
     print_verify_table(reports)
     ok = all(r["ok"] for r in reports)
     print("\nSealed files: %s\nAudit log:    %s\nTrust anchor: %s" % (files, db, root))

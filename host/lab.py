@@ -55,3 +55,15 @@ def provision_local(state, vendor, settings, inventory_path=None):
     path = inventory_path or state.directory.parent / (".inventory-%s.sqlite" % state.directory.name)
     with Inventory(path) as inventory:
         return provision(client, vendor.ca, inventory, vendor.operator, settings)
+
+
+def enrolled_device(directory, vendor, serial, **settings):
+    """A device state initialised at `directory` with `serial` and enrolled by
+    `vendor` (settings: configuration keys; producer defaults to "lab"). The calling
+    process owns the state afterwards."""
+    from ..device.state import DeviceState
+    state = DeviceState(directory)
+    state.init(serial)
+    settings.setdefault("producer", "lab")
+    provision_local(state, vendor, settings)
+    return state

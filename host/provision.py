@@ -49,7 +49,7 @@ def provision(client, ca, inventory, operator, settings, service_years=None, crl
     """Enrol a factory-fresh (or decommissioned) device. `settings`: the configuration
     keys to set (producer required; see credentials.CONFIG_KEYS). Returns a summary."""
     started = time.monotonic()
-    steps = steps or Steps(6)
+    steps = steps or Steps(5)
     hello = client.info()
     serial = hello["serial"]
     steps("found device %s, firmware %s, state %s" % (_safe(serial), _safe(hello["firmware"]), hello["state"]))

@@ -3,13 +3,14 @@ ReservedCode1, and the audit log. One report per file, every check in it, rather
 than an exception at the first problem.
 
 A report is a dict:
-    file, ok, label, explicit_label, c2pa_state, log_seq, origin, classifier, lab,
+    file, ok, label, explicit_label, c2pa_state, log_seq, origin, classifier, lab, sealed_at,
     checks: [{"check": name, "status": "pass" | "fail" | "warn" | "skip", "detail": text}]
 `ok` is true when no check failed and the C2PA state is Trusted. "warn" marks what holds
 cryptographically but a person must weigh: a capture sealed on a lab bench or with the
 classifier off.
 """
 
+import datetime
 import hashlib
 import io
 import json
@@ -36,7 +37,7 @@ class _Report:
     def __init__(self, path):
         self.data = {"file": str(path), "ok": False, "label": None, "explicit_label": None,
                      "c2pa_state": None, "log_seq": None, "origin": None, "classifier": None, "lab": None,
-                     "checks": []}
+                     "sealed_at": None, "checks": []}
 
     def add(self, check, status, detail):
         self.data["checks"].append({"check": check, "status": status, "detail": detail})
@@ -71,7 +72,10 @@ def read_xmp_label(packet):
     return found[0] if found else None
 
 
-def verify_file(path, trust_anchors_pem, db_path=None):
+def verify_file(path, trust_anchors_pem, db_path=None, crl=None):
+    """Verify one file. crl: the issuing CA's revocation list as PEM text (what
+    `synthseal-host ca crl --out` writes: the CRL and the issuing CA certificate that
+    signed it); without it the revocation check is skipped."""
     report = _Report(path)
     path = Path(path)
     try:
@@ -94,7 +98,11 @@ def verify_file(path, trust_anchors_pem, db_path=None):
     db = logdb.open_readonly(db_path) if db_path else None
     try:
         _check_reserved_code1(report, data, fields, seal, db)
-        _check_log(report, data, seal, db)
+        record = _check_log(report, data, seal, db)
+        if manifest is not None:
+            sealed_at = sealing_time(manifest, record)[0]
+            report.data["sealed_at"] = sealed_at.isoformat() if sealed_at else None
+            _check_revocation(report, manifest, record, trust_anchors_pem, crl, db)
     finally:
         if db is not None:
             db.close()
@@ -123,7 +131,22 @@ def _check_c2pa(report, data, trust_anchors_pem):
         reasons = ", ".join(sorted({f["code"] for f in failures})) or "signer not in the trust anchors"
         report.add("c2pa", "fail", "%s: %s" % (state, reasons))
     manifest["assertions"] = manifest.get("assertion_store", {})
+    manifest["signer"] = _signer_certificate_info(reader, detailed["active_manifest"])
     return manifest
+
+
+def _signer_certificate_info(reader, label):
+    """The signer certificate's serial number (int) and issuer name, as the C2PA reader
+    reports them (crJSON certificateInfo), or None."""
+    try:
+        for m in json.loads(reader.crjson()).get("manifests", []):
+            if m.get("label") == label:
+                info = m["signature"]["certificateInfo"]
+                return {"serial_number": int(info["serialNumber"], 16), "issuer": info.get("issuer") or {},
+                        "subject": info.get("subject") or {}}
+    except (c2pa.C2paError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
 
 
 def _check_decision(report, manifest, seal):
@@ -285,13 +308,123 @@ def _check_reserved_code1(report, data, fields, seal, db):
 def _check_log(report, data, seal, db):
     if db is None:
         report.add("log", "skip", "no log database given (--db)")
-        return
+        return None
     record = logdb.find_record(db, hashlib.sha256(data).hexdigest())
     if record is None:
         report.add("log", "fail", "no audit record for this file's SHA-256 in the pulled log")
-        return
+        return None
     if seal is not None and (record["produce_id"] != seal.get("produce_id") or record["decision"] != seal.get("decision")):
         report.add("log", "fail", "audit record %d differs from the sealed ProduceID or decision" % record["seq"])
-        return
+        return None
     report.data["log_seq"] = record["seq"]
     report.add("log", "pass", "device %s record %d" % (record["device_serial"], record["seq"]))
+    return record
+
+
+def sealing_time(manifest, record=None):
+    """(when the file was sealed, where that comes from), or (None, why not). Both
+    sources are the device's own clock: the audit record's time (hash-chained in the
+    pulled log, so it cannot be edited after a pull) is preferred; otherwise the `when`
+    of the manifest's c2pa.created action (covered by the C2PA signature). C2PA's own
+    signing time exists only with a timestamp authority, which a device does not use."""
+    if record is not None:
+        when = datetime.datetime.fromtimestamp(record["time_ms"] / 1000.0, datetime.timezone.utc)
+        return when, "audit record %d" % record["seq"]
+    actions = manifest["assertions"].get("c2pa.actions.v2") or manifest["assertions"].get("c2pa.actions") or {}
+    for action in actions.get("actions", []):
+        if action.get("action") == "c2pa.created" and isinstance(action.get("when"), str):
+            try:
+                when = datetime.datetime.fromisoformat(action["when"].replace("Z", "+00:00"))
+            except ValueError:
+                return None, "the c2pa.created time %r is not ISO 8601" % action["when"]
+            if when.tzinfo is None:
+                return None, "the c2pa.created time has no timezone"
+            return when, "the manifest's c2pa.created time"
+    return None, "the manifest has no c2pa.created time and no audit record was found"
+
+
+def _crl_issuers(crl_pem, trust_anchors_pem, db, serial):
+    """CA certificates that may sign the CRL: those in the CRL file and the issuing CA
+    of the device chain pulled into the log database, each directly issued by an anchor."""
+    candidates = []
+    for text in (crl_pem, logdb.device_chain(db, serial) if db is not None and serial else None):
+        if text and "-----BEGIN CERTIFICATE-----" in text:
+            try:
+                candidates += x509.load_pem_x509_certificates(text.encode())
+            except ValueError:
+                pass
+    anchors = x509.load_pem_x509_certificates(trust_anchors_pem.encode())
+    issuers = []
+    for cert in candidates:
+        for anchor in anchors:
+            try:
+                cert.verify_directly_issued_by(anchor)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            issuers.append(cert)
+            break
+    return issuers
+
+
+def _name_fields(name):
+    fields = {}
+    for oid, key in ((x509.NameOID.COMMON_NAME, "CN"), (x509.NameOID.ORGANIZATION_NAME, "O")):
+        values = name.get_attributes_for_oid(oid)
+        if values:
+            fields[key] = values[0].value
+    return fields
+
+
+def _check_revocation(report, manifest, record, trust_anchors_pem, crl_pem, db):
+    """Is the signer certificate on the issuing CA's CRL, and if so, was the file sealed
+    before the revocation? A file sealed in service stays valid after its device is
+    decommissioned; one sealed afterwards (a key used after it should have been erased)
+    fails."""
+    if crl_pem is None:
+        report.add("revocation", "skip", "no revocation list given (--crl)")
+        return
+    signer = manifest.get("signer")
+    if signer is None:
+        report.add("revocation", "fail", "the C2PA reader does not name the signer certificate")
+        return
+    try:
+        crl = x509.load_pem_x509_crl(crl_pem.encode() if isinstance(crl_pem, str) else crl_pem)
+    except ValueError:
+        report.add("revocation", "fail", "the revocation list is not a PEM X.509 CRL")
+        return
+    seal = manifest["assertions"].get(C2PA_ASSERTION_LABEL) or {}
+    issuers = [c for c in _crl_issuers(crl_pem if isinstance(crl_pem, str) else crl_pem.decode(), trust_anchors_pem,
+                                       db, seal.get("device_serial"))
+               if c.subject == crl.issuer and crl.is_signature_valid(c.public_key())]
+    if not issuers:
+        report.add("revocation", "fail", "the CRL's signature cannot be checked against the trust anchor: give the "
+                   "file `synthseal-host ca crl --out` writes (the CRL and its issuing CA certificate)")
+        return
+    if _name_fields(crl.issuer) != {k: v for k, v in signer["issuer"].items() if k in ("CN", "O")}:
+        report.add("revocation", "skip", "the CRL is %s's, not the signer's issuer %s"
+                   % (crl.issuer.rfc4514_string(), signer["issuer"]))
+        return
+    entry = crl.get_revoked_certificate_by_serial_number(signer["serial_number"])
+    if entry is None:
+        report.add("revocation", "pass", "signer certificate %x not revoked (CRL of %s)"
+                   % (signer["serial_number"], crl.last_update_utc.isoformat()))
+        return
+    revoked_at = entry.revocation_date_utc
+    try:
+        reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+    except x509.ExtensionNotFound:
+        reason = "unspecified"
+    sealed_at, source = sealing_time(manifest, record)
+    if sealed_at is None:
+        report.add("revocation", "fail", "signer certificate revoked on %s (%s), and the sealing time is unknown: %s"
+                   % (revoked_at.isoformat(), reason, source))
+    elif sealed_at >= revoked_at:
+        report.add("revocation", "fail", "sealed after its certificate was revoked on %s (%s): sealed %s (%s)"
+                   % (revoked_at.isoformat(), reason, sealed_at.isoformat(), source))
+    elif reason == x509.ReasonFlags.key_compromise.value:
+        report.add("revocation", "warn", "sealed %s (%s), before its certificate was revoked on %s, but the key was "
+                   "reported compromised: a device-clock time is no evidence then"
+                   % (sealed_at.isoformat(), source, revoked_at.isoformat()))
+    else:
+        report.add("revocation", "pass", "sealed %s (%s), before its certificate was revoked on %s (%s)"
+                   % (sealed_at.isoformat(), source, revoked_at.isoformat(), reason))

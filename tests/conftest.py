@@ -13,9 +13,8 @@ from synthseal.device.camera import FakeCamera
 from synthseal.device.launch import AgentProcess, write_config
 from synthseal.device.seal import Sealer
 from synthseal.device.service import DeviceAnswers, serve
-from synthseal.device.state import DeviceState
 from synthseal.host.client import DeviceClient, SerialTransport
-from synthseal.host.lab import make_vendor, provision_local
+from synthseal.host.lab import LAB_CA_PASSPHRASE as CA_PASSPHRASE, enrolled_device, make_vendor
 from synthseal.host.simlink import VirtualSerialLink
 
 SERIAL = "TEST-0001"
@@ -28,7 +27,7 @@ LAB_CAMERA = FakeCamera(64, 64).origin
 def vendor_ca(tmp_path_factory):
     """A real vendor CA (keys encrypted at rest) and an operator credential with both
     roles. Indexes as (CA folder, root PEM) too."""
-    return make_vendor(tmp_path_factory.mktemp("vendor") / "ca", "synthseal Test Vendor")
+    return make_vendor(tmp_path_factory.mktemp("vendor") / "ca", "synthseal Test Vendor", CA_PASSPHRASE)
 
 
 @pytest.fixture(scope="session")
@@ -51,10 +50,8 @@ def make_device(directory, vendor_ca, serial=SERIAL, own=True, **settings):
     on the device, certificates from the vendor CA, a signed configuration. own=True:
     this (test) process owns its state, as the agent would; own=False: left for an
     agent process to take."""
-    state = DeviceState(directory)
-    state.init(serial)
     settings.setdefault("producer", PRODUCER)
-    provision_local(state, vendor_ca, settings)
+    state = enrolled_device(directory, vendor_ca, serial, **settings)
     state.test_vendor = vendor_ca  # who enrolled it: RunningService authenticates with its operator
     if not own:
         state.release()

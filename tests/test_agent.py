@@ -169,12 +169,9 @@ def test_a_second_agent_or_a_direct_write_is_refused_naming_the_agents_pid(state
         assert len(lines) == 1 and "PID %d" % agent.process.pid in lines[0], lines
     finally:
         second.close()
-    # The CLI's writing commands, and this process acting as a writer.
-    from synthseal.host import ca
-    chain = tmp_path / "chain.pem"
-    chain.write_text(ca.issue_content_certificate(vendor_ca[0], DeviceState(state_dir).csr_pem(), "TEST-0001"))
-    result = subprocess.run([sys.executable, "-m", "synthseal.device.cli", "--state", str(state_dir), "install-cert",
-                             str(chain)], capture_output=True, text=True, timeout=60)
+    # The CLI's writing command, and this process acting as a writer.
+    result = subprocess.run([sys.executable, "-m", "synthseal.device.cli", "--state", str(state_dir), "init",
+                             "--serial", "TEST-0002"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "PID %d" % agent.process.pid in result.stderr
     with pytest.raises(StateLockedError, match="PID %d" % agent.process.pid):
         DeviceState(state_dir).own()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
