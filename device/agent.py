@@ -88,6 +88,8 @@ class Agent:
     def start(self):
         try:
             self.serial = self.state.serial()
+            if self.state.is_provisioned():
+                self.state.config()  # a damaged configuration stops the start, with the reason
         except DeviceStateError as err:
             raise AgentError(str(err))
         self._preflight()

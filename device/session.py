@@ -197,6 +197,7 @@ class DeviceGuard:
         self._handle = handle
         self._clock = clock
         self._pending = None
+        self._proved = None  # (signature, answer) of the last AUTH_PROVE that made a session
         self._session = None
         self._lock = threading.Lock()
         self.refused = 0  # authentication failures, for the status report
@@ -234,7 +235,7 @@ class DeviceGuard:
 
     def _begin(self, request_id, body):
         req = parse_json(body, "AUTH_BEGIN")
-        self._pending = None
+        self._pending = self._proved = None
         if req.get("version") != AUTH_VERSION:
             raise SessionError("authentication version %r is not supported (this device speaks %d)"
                                % (req.get("version"), AUTH_VERSION))
@@ -274,18 +275,25 @@ class DeviceGuard:
         return p.encode_message(p.TYPE_AUTH_BEGIN | p.RESPONSE, request_id, p.encode_json(answer))
 
     def _prove(self, request_id, body):
+        req = parse_json(body, "AUTH_PROVE")
+        signature = _hex(req, "signature")
         pending, self._pending = self._pending, None  # one try per AUTH_BEGIN
         if pending is None:
+            proved = self._proved
+            if proved is not None and hmac.compare_digest(proved[0], signature):
+                # The same proof again: its answer was lost on the line. Same answer, and
+                # the session stays as it is (a replay of it gains nothing).
+                return p.encode_message(p.TYPE_AUTH_PROVE | p.RESPONSE, request_id, proved[1])
             raise SessionError("AUTH_PROVE without an AUTH_BEGIN before it: start the handshake again")
-        req = parse_json(body, "AUTH_PROVE")
-        check_signature(pending["leaf"].public_key(), _hex(req, "signature"), b"host", pending["t"], "the operator")
+        check_signature(pending["leaf"].public_key(), signature, b"host", pending["t"], "the operator")
         keys = derive_keys(pending["ephemeral"], pending["host_key"], pending["t"])
         leaf = pending["leaf"]
         operator = {"fingerprint": credentials.fingerprint(leaf), "subject": leaf.subject.rfc4514_string()}
         self._session = _Session(keys, pending["roles"], operator, pending["anchors"], pending["offered"],
                                  session_id(pending["t"]))
-        answer = {"roles": pending["roles"], "session": self._session.id}
-        return p.encode_message(p.TYPE_AUTH_PROVE | p.RESPONSE, request_id, p.encode_json(answer))
+        answer = p.encode_json({"roles": pending["roles"], "session": self._session.id})
+        self._proved = (signature, answer)
+        return p.encode_message(p.TYPE_AUTH_PROVE | p.RESPONSE, request_id, answer)
 
     def _secure(self, request_id, body):
         session = self._session

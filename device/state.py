@@ -324,13 +324,19 @@ class DeviceState:
         return self._enrolled_file("config.json").read_bytes()
 
     def config(self):
-        """The configuration in force (checked when it was applied), with the serial."""
+        """The configuration in force. Its signature was checked when it was applied;
+        its content is checked again at every load, so a file edited on the device's
+        storage cannot make the agent draw a label GB 45438 does not accept."""
         try:
-            document = json.loads(self.signed_config())
+            config = json.loads(self.signed_config())["config"]
+            credentials.check_config(config)
         except FileNotFoundError:
             raise DeviceStateError("the enrolment has no configuration")
-        config = dict(document["config"])
-        config["serial"] = self.serial()
+        except (ValueError, KeyError, TypeError, credentials.CredentialError) as err:
+            raise DeviceStateError("the device configuration in %s is damaged or invalid (%s); push a signed one "
+                                   "with `synthseal-host configure`" % (self.enrolment_dir, err))
+        if config["serial"] != self.serial():
+            raise DeviceStateError("the device configuration names serial %r, not this device's" % config["serial"])
         return config
 
     def config_version(self):

@@ -66,8 +66,11 @@ def provision(client, ca, inventory, operator, settings, service_years=None, crl
             steps("device had already applied this enrolment; inventory completed")
             return _summary(client, inventory, serial, operator, started, resumed=True)
         if known is not None and known.get("identity_fingerprint") == identity_fp:
-            raise HostError("device %s is already enrolled (identity %s); use `configure` or `rotate`, or "
-                            "`decommission` it first" % (serial, identity_fp[:16]))
+            # Enrolled by this inventory already (a retry after the summary was lost, or a
+            # second run): nothing to change. Settings change with `configure`.
+            steps("device is already enrolled in this inventory with this identity; nothing to do (change "
+                  "settings with `configure`, keys with `rotate`)")
+            return _summary(client, inventory, serial, operator, started, resumed=True)
         raise HostError("device %s is enrolled with an identity this inventory does not know (%s); refused"
                         % (serial, identity_fp[:16]))
     if known is not None and known.get("state") == "enrolled":
@@ -187,6 +190,7 @@ def decommission(client, ca, inventory, operator, reason, crl_pem=None):
     revoked = inventory.decommission(serial, at, operator.describe())
     by_fp = {c["fingerprint"]: c for c in inventory.certificates(serial)}
     for fp in revoked:
-        ca.revoke(credentials.load_pem_chain(by_fp[fp]["pem"])[0], at, reason or "decommissioned")
+        ca.revoke(credentials.load_pem_chain(by_fp[fp]["pem"])[0], at, "cessationOfOperation")
+    ca.crl_pem()  # the CA folder's crl.pem now lists them
     return {"serial": serial, "state": result.get("state"), "seq": result.get("seq"), "revoked": revoked,
             "at": at.isoformat(timespec="seconds")}

@@ -347,7 +347,8 @@ def _crl_issuers(crl_pem, trust_anchors_pem, db, serial):
     """CA certificates that may sign the CRL: those in the CRL file and the issuing CA
     of the device chain pulled into the log database, each directly issued by an anchor."""
     candidates = []
-    for text in (crl_pem, logdb.device_chain(db, serial) if db is not None and serial else None):
+    chains = logdb.device_chains(db, serial) if db is not None and serial else []
+    for text in [crl_pem] + chains:
         if text and "-----BEGIN CERTIFICATE-----" in text:
             try:
                 candidates += x509.load_pem_x509_certificates(text.encode())

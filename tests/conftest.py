@@ -85,7 +85,7 @@ class RunningService:
 
     def __init__(self, state, fault=None, vendor=None, **link):
         self.baudrate = link.get("baudrate") or 115200
-        self.vendor = vendor or getattr(state, "test_vendor", None)
+        self.vendor = getattr(state, "test_vendor", None) or vendor  # the vendor that enrolled it
         self.link = VirtualSerialLink(fault=fault, **link)
         self.stop = threading.Event()
         ready = threading.Event()

@@ -181,7 +181,7 @@ def test_a_second_agent_or_a_direct_write_is_refused_naming_the_agents_pid(state
     # Reading beside the agent is fine and changes nothing.
     info = subprocess.run([sys.executable, "-m", "synthseal.device.cli", "--state", str(state_dir), "info"],
                           capture_output=True, text=True, timeout=60)
-    assert info.returncode == 0 and json.loads(info.stdout)["log"]["next_seq"] == 3
+    assert info.returncode == 0 and json.loads(info.stdout)["log"]["next_seq"] == 4  # enrolment + 2
     assert (state_dir / "log" / "audit.log").read_bytes() == log_before
     check_output_matches_log(state_dir, tmp_path / "out")
 
@@ -215,11 +215,11 @@ def test_the_fake_camera_is_refused_without_lab(state_dir, tmp_path):
     ("[camera]\nwidth = \"big\"\n", "camera.width"),
     ("[camera]\nsorce = \"fake\"\n", "camera.sorce"),
     ("[cameras]\nsource = \"fake\"\n", "[cameras]"),
-    ("[classifier]\nthreshold = 2\n", "classifier.threshold"),
+    ("[classifier]\nthreads = 0\n", "classifier.threads"),
     ("[classifier]\nmodel = \"/no/such/model.tflite\"\n", "classifier.model"),
     ("[agent]\nqueue_depth = 0\n", "agent.queue_depth"),
     ("[agent]\nlab = \"yes\"\n", "agent.lab"),
-    ("[label]\ncorner = \"middle\"\n", "label.corner"),
+    ("[label]\ncorner = \"top-left\"\n", "[label]"),  # the signed device configuration says where
     ("[agent\nlab = true\n", "not valid TOML"),
 ])
 def test_a_bad_configuration_is_one_line_naming_the_key_and_changes_nothing(state_dir, tmp_path, text, named):
@@ -237,9 +237,11 @@ def test_a_missing_configuration_file_is_one_line(tmp_path):
 
 
 def test_a_label_text_without_the_gb45438_elements_is_refused_at_start(state_dir, tmp_path):
-    config = json.loads((state_dir / "config.json").read_text())
-    config["label_text"] = "."
-    (state_dir / "config.json").write_text(json.dumps(config))
+    # Someone with the device's storage edits the signed configuration in place.
+    path = state_dir / "enrolment" / "config.json"
+    document = json.loads(path.read_text())
+    document["config"]["label_text"] = "."
+    path.write_text(json.dumps(document))
     agent = RunningAgent(state_dir, tmp_path / "out")
     try:
         assert "label text" in _run_agent_expecting_refusal(agent.config_path)
@@ -357,9 +359,9 @@ def test_bad_frames_get_a_clear_error_and_the_agent_keeps_running(state_dir, tmp
     time.sleep(0.2)
     with agent.client() as client:
         status = client.status()
-        assert status["sealed"] == 0 and status["log"]["next_seq"] == 1
+        assert status["sealed"] == 0 and status["log"]["next_seq"] == 2  # the enrolment record alone
         result = client.submit_frame(frame, source="rig")  # and it still seals
-    assert result["seq"] == 1 and agent.process.poll() is None
+    assert result["seq"] == 2 and agent.process.poll() is None
     check_output_matches_log(state_dir, tmp_path / "out")
 
 
@@ -462,7 +464,7 @@ def test_start_up_repair_completes_discards_and_quarantines_and_logs_each(device
     assert (out / (committed["produce_id"] + ".jpg")).exists()
     assert not uncommitted["tmp"].exists() and not (out / (uncommitted["produce_id"] + ".jpg")).exists()
     assert (device.directory / "quarantine" / altered["tmp"].name).read_bytes() == b"not what was sealed"
-    logged = [logrecord.decode_record(r) for r in log.read(1, 100)]
+    logged = [logrecord.decode_record(r) for r in log.read(2, 100)]  # after the enrolment record
     assert [r["event"] for r in logged] == [logrecord.EVENT_SEAL] * 2 + [logrecord.EVENT_REPAIR] * 3
     assert sorted(r["decision"]["repair"] for r in logged[2:]) == sorted(r["repair"] for r in repairs)
     assert reconcile(log, out, device.directory / "quarantine") == []  # nothing left to repair
@@ -474,7 +476,7 @@ def test_start_up_repair_completes_discards_and_quarantines_and_logs_each(device
 STRESS_SECONDS = 30
 
 
-def test_stress_concurrent_rigs_captures_and_serial_pulls(state_dir, tmp_path, agent_for):
+def test_stress_concurrent_rigs_captures_and_serial_pulls(state_dir, tmp_path, agent_for, vendor_ca):
     """Several rig clients, capture requests and repeated serial pulls at once for 30 s;
     then nothing lost or duplicated, one file per seal record, and the host's pulled log
     equals the device's."""
@@ -508,6 +510,7 @@ def test_stress_concurrent_rigs_captures_and_serial_pulls(state_dir, tmp_path, a
             try:
                 while not stop.is_set():
                     host = DeviceClient(SerialTransport(link.host_port), give_up_after=30.0)
+                    host.authenticate(vendor_ca.operator, vendor_ca.root_pem)
                     try:
                         pulls.append(logdb.pull(host, db)["pulled"])
                     finally:
@@ -525,10 +528,11 @@ def test_stress_concurrent_rigs_captures_and_serial_pulls(state_dir, tmp_path, a
             thread.join(120)
         assert errors == []
         host = DeviceClient(SerialTransport(link.host_port), give_up_after=30.0)
+        host.authenticate(vendor_ca.operator, vendor_ca.root_pem)
         pulls.append(logdb.pull(host, db)["pulled"])
         host.transport.close()
     records = check_output_matches_log(state_dir, tmp_path / "out")
-    assert len(pulls) >= 3 and sum(pulls) == len(records)
+    assert len(pulls) >= 3 and sum(pulls) == len(records) + 1  # and the enrolment record
     assert sorted(r["seq"] for r in sealed) == [r["seq"] for r in records]  # every client result is a record
     assert {r["decision"]["origin"]["kind"] for r in records} == {"intake", "camera"}
     import sqlite3
