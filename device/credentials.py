@@ -314,11 +314,6 @@ def check_csr(csr_pem, serial, challenge):
         raise CredentialError("the certificate request names %d serials; it must name one" % len(names))
     if names:
         requested = names[0].value
-    elif challenge is None and csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME) \
-            and csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value.startswith("synthseal device "):
-        # Offline requests made by firmware before the serial attribute existed name the
-        # serial only in the common name "synthseal device <serial>".
-        requested = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value[len("synthseal device "):]
     else:
         raise CredentialError("the certificate request names no device serial (subject SERIAL_NUMBER)")
     if requested != serial:

@@ -255,6 +255,9 @@ class Sealer:
                     "aigc": label_fields,
                     "produce_id": produce_id,
                     "device_serial": self.config["serial"],
+                    # Art. 19: the service's filing number (备案编号), from the signed configuration.
+                    "filing_number": self.config.get("filing_number", ""),
+                    "config_version": self.config.get("version"),
                     "log_seq": seq,
                     "decision": decision,
                 }},
