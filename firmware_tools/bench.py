@@ -24,7 +24,7 @@ from ..device.camera import FakeCamera
 from ..device.classifier import Classifier
 from ..device.seal import JPEG_QUALITY, Sealer
 from .bench_agent import bench_agent
-from .bench_transport import bench_transport
+from .bench_transport import bench_enrolment, bench_transport
 from .model.bench_classifier import bench_classifier, median_ms
 from ..host.lab import enrolled_device, make_vendor
 
@@ -90,7 +90,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--runs", type=int, default=9, help="timed runs per measurement (default: %(default)s)")
-    parser.add_argument("--sections", default="seal,classifier,agent,transport",
+    parser.add_argument("--sections", default="seal,classifier,agent,transport,enrolment",
                         help="comma-separated sections to run (default: %(default)s)")
     parser.add_argument("--agent-frames", type=int, default=16,
                         help="frames per agent throughput measurement (default: %(default)s)")
@@ -111,6 +111,9 @@ def main(argv=None):
     if "transport" in sections:
         runs = dict(tuple(int(v) for v in item.split(":")) for item in args.transport_runs.split(","))
         report["transport"] = bench_transport(args.transport_bytes, bauds=tuple(runs), runs=runs,
+                                              log=lambda line: print(line, file=sys.stderr, flush=True))
+    if "enrolment" in sections:
+        report["enrolment"] = bench_enrolment(runs=max(1, args.runs // 3),
                                               log=lambda line: print(line, file=sys.stderr, flush=True))
     text = json.dumps(report, indent=2)
     print(text)

@@ -316,6 +316,8 @@ def test_make_bench_writes_seal_classifier_agent_and_transport_figures(tmp_path)
     assert {(link["baud"], link["bit_error_rate"]) for link in links} == {(1000000, 0.0), (1000000, 1e-5)}
     for link in links:
         assert 0 < link["synthseal_efficiency_median"] <= 1 and 0 <= link["zmodem_efficiency_median"] <= 1
+    enrolment = report["enrolment"]
+    assert enrolment["baud"] == 115200 and enrolment["seconds_median"] >= enrolment["line_floor_seconds_median"] > 0
 
 
 @pytest.mark.parametrize("case, message", [
