@@ -19,12 +19,15 @@ setup: $(VENV)/.stamp-python .stamp-apt node_modules/.stamp-npm
 
 # Debian packages: exiftool is the external reader of the TC260 XMP label in tests;
 # systemd's systemd-analyze checks the shipped unit; lrzsz (sz/rz, ZMODEM) is the reference
-# transfer that `make bench` compares with.
+# transfer that `make bench` compares with; openssl is the independent check of the
+# certificates and CRLs the vendor CA issues.
 .stamp-apt: Makefile
 	@command -v exiftool >/dev/null && command -v systemd-analyze >/dev/null || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libimage-exiftool-perl systemd; }
 	@command -v sz >/dev/null && command -v rz >/dev/null || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lrzsz; }
+	@command -v openssl >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
 	@touch $@
 
 # Debian's own python3 ships venv/ensurepip separately (python3-venv).

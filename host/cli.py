@@ -202,6 +202,9 @@ def cmd_pull(args):
         return
     print("device %s: %d new records verified and stored; %d in %s" % (summary["serial"], summary["pulled"],
                                                                      summary["stored"], args.db))
+    if summary.get("new_certificate"):
+        print("device %s shows a new content-signing certificate (a key rotation), checked against the vendor "
+              "root; the earlier ones are kept for the files they sealed" % summary["serial"])
     if summary["efficiency"] is not None:
         print("transfer: %s of records in %.1f s at %d baud: %.1f %% of the line rate"
               % (_size(summary["payload_bytes"]), summary["seconds"], summary["baudrate"],

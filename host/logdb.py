@@ -110,6 +110,8 @@ def pull(client, db_path, batch=1024, progress=None):
     db = open_db(db_path)
     try:
         now_ms = int(time.time() * 1000)
+        known = device_chains(db, serial)
+        new_certificate = chain is not None and bool(known) and chain not in known
         with db:
             db.execute("INSERT INTO devices(serial, producer, firmware, certificate_chain) VALUES(?,?,?,?) "
                        "ON CONFLICT(serial) DO UPDATE SET producer=COALESCE(excluded.producer, devices.producer), "
@@ -180,7 +182,7 @@ def pull(client, db_path, batch=1024, progress=None):
                 db.execute("UPDATE devices SET head_seq=?, head_hash=? WHERE serial=?", (head[0], head[1], serial))
         seconds = time.monotonic() - started
         capacity = client.baudrate / 10.0 * seconds  # 8N1: 10 bits on the line per byte
-        return {"serial": serial, "pulled": pulled, "stored": _count(db, serial),
+        return {"serial": serial, "pulled": pulled, "stored": _count(db, serial), "new_certificate": new_certificate,
                 "head_seq": head[0] if head else None, "payload_bytes": payload, "seconds": round(seconds, 3),
                 "baudrate": client.baudrate, "efficiency": round(payload / capacity, 4) if payload else None}
     finally:

@@ -338,7 +338,8 @@ def test_rotation_gives_new_keys_and_files_sealed_before_still_verify(vendor_ca,
     new = Sealer(state, lab=True).seal(camera.capture_array(), "rig", tmp_path / "out")
     client = loopback(state)
     client.authenticate(vendor_ca.operator, vendor_ca.root_pem)
-    logdb.pull(client, db)
+    assert logdb.pull(client, db)["new_certificate"] is True  # said, not done silently
+    assert len(logdb.device_chains(sqlite3.connect(db), state.serial())) == 2
     for result in (old, new):
         report = verify_file(result["path"], vendor_ca.root_pem, db)
         assert report["ok"], report["checks"]
