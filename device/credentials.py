@@ -338,6 +338,7 @@ def check_csr(csr_pem, serial, challenge):
 
 CONFIG_FORMAT = "synthseal-config/1"
 MAX_CONFIG_BYTES = 64 * 1024
+MAX_CONFIG_VERSION = 2 ** 31 - 1  # fits every integer column and counter that records it
 MIN_RETENTION_DAYS = 180      # Labeling Measures: logs kept at least six months
 DEFAULT_RETENTION_DAYS = 183
 MAX_FILING_NUMBER_LENGTH = 64
@@ -394,8 +395,9 @@ def check_config(config):
             raise CredentialError("configuration %s: %s" % (key, err)) from None
         if not config[key]:
             raise CredentialError("configuration %s is empty" % key)
-    if not _is_int(config["version"]) or config["version"] < 1:
-        raise CredentialError("configuration version must be an integer >= 1, got %r" % (config["version"],))
+    if not _is_int(config["version"]) or not 1 <= config["version"] <= MAX_CONFIG_VERSION:
+        raise CredentialError("configuration version must be an integer from 1 to %d, got %r"
+                              % (MAX_CONFIG_VERSION, config["version"]))
     filing = config["filing_number"]
     if not isinstance(filing, str) or len(filing) > MAX_FILING_NUMBER_LENGTH \
             or any(not ch.isprintable() for ch in filing):
@@ -453,6 +455,14 @@ def sign_config(config, signer_key, signer_chain_pem):
 _DOCUMENT_KEYS = ("format", "config", "signer_chain", "signature")
 
 
+def _no_duplicate_keys(pairs):
+    """A key twice in one object: parsers disagree on which one counts, so none does."""
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a key appears twice in one JSON object")
+    return dict(pairs)
+
+
 def verify_config_signed(document, anchors, serial, current_version, at=None):
     """verify_config, returning (config, signer leaf certificate) for the audit record."""
     if isinstance(document, str):
@@ -462,8 +472,8 @@ def verify_config_signed(document, anchors, serial, current_version, at=None):
     if len(document) > MAX_CONFIG_BYTES:
         raise CredentialError("signed configuration of %d bytes exceeds the %d allowed" % (len(document), MAX_CONFIG_BYTES))
     try:
-        outer = json.loads(document.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        outer = json.loads(document.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise CredentialError("signed configuration is not UTF-8 JSON") from None
     if not isinstance(outer, dict) or set(outer) != set(_DOCUMENT_KEYS):
         raise CredentialError("signed configuration must have exactly the keys %s" % ", ".join(_DOCUMENT_KEYS))

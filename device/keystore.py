@@ -87,9 +87,15 @@ class FileKeystore:
         best effort (wear levelling may keep old blocks); a secure element erases for real."""
         self._key = None
         try:
-            size = self.key_path.stat().st_size
+            info = self.key_path.stat()
         except FileNotFoundError:
             return
+        if info.st_nlink > 1:
+            # Another name still holds this key (the enrolment in force, linked into a
+            # configuration change): only this name goes; the key itself stays.
+            self.key_path.unlink()
+            return
+        size = info.st_size
         with open(self.key_path, "r+b") as f:
             f.write(os.urandom(size))
             f.flush()

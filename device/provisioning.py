@@ -83,6 +83,11 @@ class Provisioning:
     def recover(self):
         """At start: an enrolment or configuration switched in whose log record was
         cut off by a power loss gets its record now (marked as recovered)."""
+        record = self.state.pending_decommission()
+        if record is not None:
+            seq = self._log(logrecord.EVENT_DECOMMISSION, dict(record, recovered=True))
+            self.state.mark_decommission_logged(seq)
+            return seq
         if not self.state.is_provisioned() or self.state.logged_seq() is not None:
             return None
         config = self.state.config()
@@ -137,7 +142,7 @@ class Provisioning:
         anchor = self._check_anchor(req["anchor"], session)
         now = self._now()
         serial = self.state.serial()
-        pending = self.state.pending_public_keys()
+        pending = self.state.pending_public_keys(session.id)
         if pending is None:
             raise Refused("no keys are waiting for certificates (the device restarted, or ENROL_BEGIN was not "
                           "sent in this session); start the enrolment again")
@@ -211,13 +216,17 @@ class Provisioning:
         state = self.state.enrolment_state()
         if state != "enrolled":
             return {"applied": False, "state": state, "seq": None}
-        seq = self._log(logrecord.EVENT_DECOMMISSION, {
-            "action": "decommission", "operator": session.operator["fingerprint"], "reason": reason,
-            "content_cert": credentials.fingerprint(credentials.load_pem_chain(self.state.chain_pem())[0]),
-            "identity_cert": self._identity_fingerprint()})
+        record = {"action": "decommission", "operator": session.operator["fingerprint"], "reason": reason,
+                  "content_cert": credentials.fingerprint(credentials.load_pem_chain(self.state.chain_pem())[0]),
+                  "identity_cert": self._identity_fingerprint()}
+        # Keys first, then the record: a power cut between leaves a decommissioned device
+        # whose record is written at the next start, never an enrolled one that logged
+        # its own end.
         self.pause()
         try:
-            self.state.leave_enrolment()
+            self.state.leave_enrolment(record)
+            seq = self._log(logrecord.EVENT_DECOMMISSION, record)
+            self.state.mark_decommission_logged(seq)
         finally:
             self.resume()
         return {"applied": True, "state": self.state.enrolment_state(), "seq": seq}

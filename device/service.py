@@ -59,7 +59,7 @@ class DeviceAnswers:
         try:
             answer = self.guard.handle(payload, self.endpoint.handle_request)
         except Exception as err:  # one bad request never ends the service
-            answer = internal_error_response(err)
+            answer = internal_error_response(err, payload)
         return answer if isinstance(answer, list) else [answer]
 
 

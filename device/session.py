@@ -253,10 +253,14 @@ class DeviceGuard:
             anchors = credentials.load_pem_chain(offered)[:1]
         now = _utc(self._clock())
         leaf = credentials.verify_chain(chain, anchors, credentials.PURPOSE_OPERATOR, at=now)
-        if isinstance(req.get("crl"), str):
-            self._identity.offer_crl(req["crl"], chain[1:] + list(anchors))
-        if self._identity.is_revoked(leaf):
-            raise SessionError("the operator certificate %s is revoked" % credentials.fingerprint(leaf)[:16])
+        # Revocation is checked against the CRL the device already holds before a newer
+        # one is taken from this host, and again after: a revoked operator cannot bring
+        # a CRL that forgets it.
+        for crl in (None, req.get("crl")):
+            if isinstance(crl, str):
+                self._identity.offer_crl(crl, chain, now)
+            if self._identity.is_revoked(leaf):
+                raise SessionError("the operator certificate %s is revoked" % credentials.fingerprint(leaf)[:16])
         roles = sorted(credentials.operator_roles(leaf) & set(credentials.ROLES))
         if not roles:
             raise SessionError("the operator certificate carries no role")

@@ -31,6 +31,7 @@ read-only, which never creates, cuts or repairs it.
 """
 
 import contextlib
+import datetime
 import errno
 import fcntl
 import json
@@ -41,10 +42,12 @@ import time
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from . import __version__, credentials, keystore
 from .core import aigc, auditlog
+from .durable import atomic_write, fsync_dir
 from .keystore import FileKeystore, KeystoreError
 
 
@@ -84,7 +87,7 @@ class DirectoryLock:
             raise
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.path, b"%d\n" % os.getpid())
+            atomic_write(self.path, b"%d\n" % os.getpid())
         except BaseException:
             os.close(fd)
             raise
@@ -167,21 +170,6 @@ class SharedLog:
         """The owner is the only writer: there is nothing from elsewhere to take in."""
 
 
-def _atomic_write(path, data):
-    path = Path(path)
-    tmp = path.with_name("." + path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(str(path.parent), os.O_RDONLY | os.O_DIRECTORY)  # the rename itself is durable
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class DeviceState:
     ENROLMENT = "enrolment"
 
@@ -212,7 +200,7 @@ class DeviceState:
     def _keep_torn_tail(self, offset, data):
         """Before the log cuts a torn tail, its bytes go to log/torn-tail-*.bin, durably."""
         self.torn_tail_file = self.log_path.parent / ("torn-tail-at-%d-%d.bin" % (offset, time.time_ns()))
-        _atomic_write(self.torn_tail_file, data)
+        atomic_write(self.torn_tail_file, data)
 
     def _writer(self):
         """A context in which this process may write the state: the lock it already
@@ -252,7 +240,7 @@ class DeviceState:
             if self.factory_path.exists():
                 raise DeviceStateError("device state already initialised in %s (serial %s)"
                                        % (self.directory, self.serial()))
-            _atomic_write(self.factory_path, json.dumps({"serial": serial}).encode())
+            atomic_write(self.factory_path, json.dumps({"serial": serial}).encode())
 
     def serial(self):
         try:
@@ -351,21 +339,33 @@ class DeviceState:
         return max(versions)
 
     # -- revocation ---------------------------------------------------------------
-    def offer_crl(self, pem, issuers):
-        """Keep a CRL from a host if it is signed by one of `issuers` (certificates
-        already checked against the anchor) and newer than the one kept."""
+    # A CRL dated further ahead than this is refused: it would shadow every genuine
+    # newer one (the device keeps the newest it has seen).
+    CRL_CLOCK_SKEW = datetime.timedelta(minutes=10)
+
+    def offer_crl(self, pem, chain, now):
+        """Keep a CRL from a host if it is signed by the issuing CA on the operator's
+        validated path (directly issued by the device's pinned anchor), is not dated in
+        the future, and is newer (higher CRL number) than the one kept. A device with no
+        pinned anchor (factory state) keeps none."""
+        anchors = self.anchors()
+        if not anchors:
+            return
         try:
             crl = x509.load_pem_x509_crl(pem.encode() if isinstance(pem, str) else pem)
         except ValueError:
             raise credentials.CredentialError("the offered CRL is not PEM")
+        issuers = [c for c in chain[1:] if any(_issued_by(c, a) for a in anchors) and _issued_by(chain[0], c)]
         if not any(crl.issuer == c.subject and crl.is_signature_valid(c.public_key()) for c in issuers):
-            raise credentials.CredentialError("the offered CRL is not signed by the vendor's CA")
+            raise credentials.CredentialError("the offered CRL is not signed by the vendor's issuing CA")
+        if crl.last_update_utc > now + self.CRL_CLOCK_SKEW:
+            raise credentials.CredentialError("the offered CRL is dated in the future (%s)" % crl.last_update_utc)
         current = self._crl()
-        if current is not None and current.last_update_utc >= crl.last_update_utc:
+        if current is not None and _crl_number(current) >= _crl_number(crl):
             return
         with self._writer():
             self.trust_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.trust_dir / "crl.pem", crl.public_bytes(serialization.Encoding.PEM))
+            atomic_write(self.trust_dir / "crl.pem", crl.public_bytes(serialization.Encoding.PEM))
 
     def _crl(self):
         try:
@@ -385,17 +385,22 @@ class DeviceState:
         self._require_owner()
         self.discard_pending()
         self.pending_dir.mkdir(parents=True)
+        atomic_write(self.pending_dir / "session", challenge.encode())
         serial = self.serial()
         csrs = {}
         for name in (keystore.CONTENT, keystore.IDENTITY):
             store = FileKeystore(self.pending_dir / "keys", name)
             store.generate()
             csrs[name] = store.csr(serial, organization, challenge).decode()
-        _fsync_dir(self.pending_dir / "keys")
+        fsync_dir(self.pending_dir / "keys")
         return csrs
 
-    def pending_public_keys(self):
-        if not self.pending_dir.exists():
+    def pending_public_keys(self, session_id):
+        """The public keys ENROL_BEGIN made in this session, or None."""
+        try:
+            if (self.pending_dir / "session").read_text() != session_id:
+                return None
+        except FileNotFoundError:
             return None
         try:
             return {name: credentials.public_key_der(FileKeystore(self.pending_dir / "keys", name).public_key())
@@ -423,7 +428,7 @@ class DeviceState:
             shutil.rmtree(staging)
         staging.mkdir()
         for name, data in files.items():
-            _atomic_write(staging / name, data)
+            atomic_write(staging / name, data)
         if new_keys:
             os.rename(self.pending_dir / "keys", staging / "keys")
         else:
@@ -431,11 +436,12 @@ class DeviceState:
             for name in (keystore.CONTENT, keystore.IDENTITY):
                 source = FileKeystore(old / "keys", name).key_path
                 os.link(source, FileKeystore(staging / "keys", name).key_path)
-            _fsync_dir(staging / "keys")
-        _fsync_dir(staging)
+            fsync_dir(staging / "keys")
+        fsync_dir(staging)
         os.rename(staging, folder)
         _point_link(self.directory / self.ENROLMENT, folder.name)
         # From here the new enrolment is in force; the rest only tidies.
+        self._sync_trust()
         if self.pending_dir.exists():
             shutil.rmtree(self.pending_dir)
         if old is not None and old != folder:
@@ -444,7 +450,7 @@ class DeviceState:
 
     def mark_logged(self, seq):
         """Note in the active enrolment that its change is in the audit log (record seq)."""
-        _atomic_write(self._enrolled_file("logged"), b"%d\n" % seq)
+        atomic_write(self._enrolled_file("logged"), b"%d\n" % seq)
 
     def logged_seq(self):
         try:
@@ -452,27 +458,64 @@ class DeviceState:
         except (FileNotFoundError, ValueError):
             return None
 
-    def leave_enrolment(self):
-        """Decommission: keep the anchor and the configuration version, then erase the
-        keys and certificates. After the link is gone the device is decommissioned."""
+    def _sync_trust(self):
+        """What must outlive the enrolment folder, kept beside it from the first
+        enrolment on: the pinned anchor and the highest configuration version. A lost or
+        damaged enrolment folder then leaves a device only its vendor can enrol again,
+        never a factory-fresh one."""
+        folder = self.enrolment_dir
+        if folder is None:
+            return
+        self.trust_dir.mkdir(parents=True, exist_ok=True)
+        anchor = (folder / "anchor.pem").read_bytes()
+        path = self.trust_dir / "anchor.pem"
+        if not path.exists() or path.read_bytes() != anchor:
+            atomic_write(path, anchor)
+        version = self.config_version()
+        try:
+            kept = int((self.trust_dir / "config-version").read_text())
+        except (FileNotFoundError, ValueError):
+            kept = -1
+        if version > kept:
+            atomic_write(self.trust_dir / "config-version", str(version).encode())
+
+    DECOMMISSION_FILE = "decommission.json"
+
+    def leave_enrolment(self, record):
+        """Decommission: the enrolment goes with one unlink of its link, then its keys
+        are erased. `record` (what the audit log is to say) is kept first in trust/, so
+        a power cut between the unlink and the log record is completed at the next
+        start (pending_decommission)."""
         self._require_owner()
         old = self.enrolment_dir
         if old is None:
             raise DeviceStateError("the device is not enrolled")
-        self.trust_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.trust_dir / "anchor.pem", (old / "anchor.pem").read_bytes())
-        _atomic_write(self.trust_dir / "config-version", str(self.config_version()).encode())
+        self._sync_trust()
+        atomic_write(self.trust_dir / self.DECOMMISSION_FILE, json.dumps({"record": record, "seq": None}).encode())
         os.unlink(self.directory / self.ENROLMENT)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         self._remove_enrolment(old, erase_keys=True)
         self._identity_key = None
+
+    def pending_decommission(self):
+        """The decommission record still to be logged, or None."""
+        try:
+            kept = json.loads((self.trust_dir / self.DECOMMISSION_FILE).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return kept["record"] if kept.get("seq") is None and self.enrolment_state() != "enrolled" else None
+
+    def mark_decommission_logged(self, seq):
+        path = self.trust_dir / self.DECOMMISSION_FILE
+        kept = json.loads(path.read_text())
+        atomic_write(path, json.dumps(dict(kept, seq=seq)).encode())
 
     def _remove_enrolment(self, folder, erase_keys):
         if erase_keys:
             for name in (keystore.CONTENT, keystore.IDENTITY):
                 FileKeystore(folder / "keys", name).erase()
         shutil.rmtree(folder)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def tidy(self):
         """At start (as owner): erase what an interrupted change left behind: pending
@@ -486,6 +529,10 @@ class DeviceState:
         link = self.directory / self.ENROLMENT
         if link.is_symlink() and active is None:
             os.unlink(link)  # a link to nothing: the folder it named is gone
+        spare = link.with_name("." + link.name + ".new")
+        if spare.is_symlink():
+            os.unlink(spare)  # a switch cut short before its rename
+        self._sync_trust()
 
     # -- reading ------------------------------------------------------------------
     def log(self):
@@ -524,12 +571,19 @@ class DeviceState:
         return info
 
 
-def _fsync_dir(path):
-    fd = os.open(str(path), os.O_RDONLY | os.O_DIRECTORY)
+def _issued_by(cert, issuer):
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        cert.verify_directly_issued_by(issuer)
+        return True
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+
+
+def _crl_number(crl):
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        return -1
 
 
 def _point_link(link, target):
@@ -539,7 +593,7 @@ def _point_link(link, target):
         os.unlink(tmp)
     os.symlink(target, tmp)
     os.replace(tmp, link)
-    _fsync_dir(link.parent)
+    fsync_dir(link.parent)
 
 
 class _EmptyLog:

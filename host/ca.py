@@ -33,6 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ..device import credentials
 from ..device.core import aigc
 from ..device.credentials import CONTENT_SIGNING_EKUS, OID_C2PA_CLAIM_SIGNING, CredentialError  # noqa: F401
+from ..device.durable import atomic_write, fsync_dir, write_new
 
 ROOT_CERT, ROOT_KEY = "vendor-root.pem", "vendor-root-key.pem"
 ISSUING_CERT, ISSUING_KEY = "issuing-ca.pem", "issuing-ca-key.pem"
@@ -85,32 +86,6 @@ def _encrypted(key, passphrase):
                              serialization.BestAvailableEncryption(passphrase.encode("utf-8")))
 
 
-def _write_new(path, data, mode=0o644):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path):
-    fd = os.open(str(path), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path, data, mode=0o644):
-    """Write to a temporary beside `path`, fsync, rename over it, fsync the folder."""
-    path = Path(path)
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    _write_new(tmp, data, mode)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def _check_passphrase(passphrase):
     if not isinstance(passphrase, str) or not passphrase:
         raise CAError("the CA passphrase must not be empty: the CA keys are encrypted with it")
@@ -156,17 +131,17 @@ def create_vendor_ca(directory, organization, passphrase):
                .sign(root_key, hashes.SHA256()))
     staging = Path(tempfile.mkdtemp(prefix="." + directory.name + ".init-", dir=directory.parent))
     try:
-        _write_new(staging / ROOT_KEY, _encrypted(root_key, passphrase), 0o600)
-        _write_new(staging / ISSUING_KEY, _encrypted(issuing_key, passphrase), 0o600)
-        _write_new(staging / ROOT_CERT, pem(root).encode())
-        _write_new(staging / ISSUING_CERT, pem(issuing).encode())
-        _write_new(staging / CRL_FILE, _sign_crl(issuing, issuing_key, [], 1).encode())
-        _fsync_dir(staging)
+        write_new(staging / ROOT_KEY, _encrypted(root_key, passphrase), 0o600)
+        write_new(staging / ISSUING_KEY, _encrypted(issuing_key, passphrase), 0o600)
+        write_new(staging / ROOT_CERT, pem(root).encode())
+        write_new(staging / ISSUING_CERT, pem(issuing).encode())
+        write_new(staging / CRL_FILE, _sign_crl(issuing, issuing_key, [], 1).encode())
+        fsync_dir(staging)
         os.chmod(staging, 0o700)
         # rename(2) replaces an empty folder and refuses a non-empty one, so a CA that
         # appeared meanwhile is never overwritten either.
         os.rename(staging, directory)
-        _fsync_dir(directory.parent)
+        fsync_dir(directory.parent)
     except OSError as err:
         shutil.rmtree(staging, ignore_errors=True)
         raise CAError("could not create the CA in %s: %s" % (directory, err.strerror or err)) from None
@@ -362,7 +337,7 @@ class VendorCA:
             except x509.ExtensionNotFound:
                 pass
         text = _sign_crl(self.issuing, self._issuing_key, entries, number)
-        _atomic_write(self.directory / CRL_FILE, text.encode())
+        atomic_write(self.directory / CRL_FILE, text.encode())
         return text
 
 

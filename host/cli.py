@@ -49,8 +49,9 @@ def _crl(args):
 def _authenticated(args):
     """A client whose session is authenticated with the operator's credentials, the
     device's identity checked against --trust-anchor."""
+    operator, anchor, crl = _operator(args), _read(args.trust_anchor, "trust anchor"), _crl(args)
     client = _client(args)
-    client.authenticate(_operator(args), _read(args.trust_anchor, "trust anchor"), crl_pem=_crl(args))
+    client.authenticate(operator, anchor, crl_pem=crl)
     return client
 
 
@@ -82,48 +83,58 @@ def _print_summary(summary, args, title):
         print(json.dumps(summary, indent=2))
         return
     print(title)
+    from .client import shown
     for key, value in summary.items():
-        print("  %-21s %s" % (key, value))
+        print("  %-21s %s" % (key, shown(value, 2000)))
 
 
 def cmd_provision(args):
     from .provision import Steps, provision
-    vendor, inventory, crl = _ca_for_provisioning(args)
     settings = _settings(args)
     if "producer" not in settings:
         raise ValueError("--producer is required: the GB 45438 ContentProducer (provider name or code)")
+    operator = _operator(args)  # credentials first: a wrong passphrase is told before any port is opened
+    vendor, inventory, crl = _ca_for_provisioning(args)
     with inventory:
-        summary = provision(_client(args), vendor, inventory, _operator(args), settings,
+        summary = provision(_client(args), vendor, inventory, operator, settings,
                             service_years=args.service_years, crl_pem=crl, steps=Steps(5, sys.stderr))
     _print_summary(summary, args, "enrolment summary (paste into the ticket):")
 
 
 def cmd_configure(args):
     from .provision import configure
-    vendor, inventory, crl = _ca_for_provisioning(args)
     settings = _settings(args)
     if not settings:
         raise ValueError("nothing to change: give at least one of --producer, --filing-number, --label-text, "
                          "--label-position, --threshold, --retention-days")
+    operator = _operator(args)
+    vendor, inventory, crl = _ca_for_provisioning(args)
     with inventory:
-        summary = configure(_client(args), vendor, inventory, _operator(args), settings, crl_pem=crl)
+        summary = configure(_client(args), vendor, inventory, operator, settings, crl_pem=crl)
     _print_summary(summary, args, "configuration applied:")
 
 
 def cmd_rotate(args):
     from .provision import Steps, rotate
+    operator = _operator(args)
     vendor, inventory, crl = _ca_for_provisioning(args)
     with inventory:
-        summary = rotate(_client(args), vendor, inventory, _operator(args), service_years=args.service_years,
+        summary = rotate(_client(args), vendor, inventory, operator, service_years=args.service_years,
                          crl_pem=crl, steps=Steps(4, sys.stderr))
     _print_summary(summary, args, "keys rotated:")
 
 
 def cmd_decommission(args):
     from .provision import decommission
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ValueError("decommission makes the device erase its keys for good; add --yes to confirm")
+        if input("The device will erase its keys; its certificates will be revoked. Type 'yes' to go on: ") != "yes":
+            raise ValueError("not confirmed; nothing was done")
+    operator = _operator(args)
     vendor, inventory, crl = _ca_for_provisioning(args)
     with inventory:
-        summary = decommission(_client(args), vendor, inventory, _operator(args), args.reason, crl_pem=crl)
+        summary = decommission(_client(args), vendor, inventory, operator, args.reason, crl_pem=crl)
     _print_summary(summary, args, "device decommissioned (keys erased, certificates revoked):")
 
 
@@ -403,7 +414,7 @@ def _add_credential_options(p, required=True):
                                                "revoked operators")
 
 
-def _add_provisioning_options(p, settings=True):
+def _add_provisioning_options(p, settings=True, keep_unset=False):
     p.add_argument("--ca", required=True, metavar="DIR", help="the vendor CA folder (`ca init`); its passphrase "
                                                              "from $SYNTHSEAL_CA_PASSPHRASE or a prompt")
     p.add_argument("--inventory", metavar="PATH", help="inventory database (default: DIR/inventory.sqlite)")
@@ -411,15 +422,19 @@ def _add_provisioning_options(p, settings=True):
                    help="operator credentials with the provisioner role (default: $SYNTHSEAL_OPERATOR)")
     p.add_argument("--crl", metavar="PEM", help="CRL to hand to the device (default: the CA's crl.pem)")
     if settings:
+        def unset(default):
+            return "not given: kept as it is" if keep_unset else "default: %s" % default
+
         p.add_argument("--producer", help="GB 45438 ContentProducer: provider name or code (printable ASCII)")
         p.add_argument("--filing-number", help="filing number (备案编号) shown with the content")
         p.add_argument("--label-text", help='visible label text; must hold "AI" or "人工智能" and "生成" or "合成" '
-                                            '(default: AI生成)')
+                                            '(%s)' % unset("AI生成"))
         p.add_argument("--label-position", help="corner of the visible label: bottom-left, bottom-right, top-left, "
-                                                "top-right (default: bottom-left)")
+                                                "top-right (%s)" % unset("bottom-left"))
         p.add_argument("--threshold", type=float, help="classifier score at which a declared capture is labelled "
-                                                       "suspected (default: 0.8)")
-        p.add_argument("--retention-days", type=int, help="audit log retention, at least 180 (default: 183)")
+                                                       "suspected (%s)" % unset("0.8"))
+        p.add_argument("--retention-days", type=int, help="audit log retention in days, at least 180 (%s)"
+                                                           % unset("183"))
 
 
 def _positive_int(text):
@@ -464,7 +479,7 @@ def build_parser():
 
     p = sub.add_parser("configure", help="push a new signed configuration (the one in force with the changes given)")
     _add_link_options(p)
-    _add_provisioning_options(p)
+    _add_provisioning_options(p, keep_unset=True)
     p.set_defaults(func=cmd_configure)
 
     p = sub.add_parser("rotate", help="new keys and certificates for an enrolled device")
@@ -476,7 +491,9 @@ def build_parser():
     p = sub.add_parser("decommission", help="make the device erase its keys (logged) and revoke its certificates")
     _add_link_options(p)
     _add_provisioning_options(p, settings=False)
-    p.add_argument("--reason", default="decommissioned", help="recorded in the device log and the CRL entry")
+    p.add_argument("--reason", default="decommissioned", help="recorded in the device's audit log and the "
+                                                              "inventory (the CRL entry says cessationOfOperation)")
+    p.add_argument("--yes", action="store_true", help="confirm without being asked (the keys cannot come back)")
     p.set_defaults(func=cmd_decommission)
 
     p = sub.add_parser("pull", help="pull new audit records into a SQLite database, verifying the hash chain")

@@ -35,6 +35,12 @@ class HostError(Exception):
     """A failure the user can act on; the message is one line that says what to do."""
 
 
+def shown(text, limit=300):
+    """A device's words as the host shows them: never obeyed by the terminal (control
+    characters and escapes become visible escapes), and bounded."""
+    return str(text).encode("unicode_escape").decode("ascii")[:limit]
+
+
 def port_error(port, err):
     """One line for a port that cannot be opened, saying what to do about it."""
     text = str(err)
@@ -313,7 +319,7 @@ class DeviceClient:
                         last_problem = "the device received a damaged frame"
                         break
                     if r_id == request_id:
-                        raise HostError("device refused the request: %s" % message)
+                        raise HostError("device refused the request: %s" % shown(message))
                     continue
                 if r_id != request_id:
                     continue  # a late answer to an earlier attempt
@@ -349,9 +355,12 @@ class DeviceClient:
         """One request with a JSON body whose answer is JSON (the provisioning requests)."""
         body = obj if isinstance(obj, (bytes, bytearray)) else json.dumps(obj).encode()
         try:
-            return p.decode_json(self.request(msg_type, bytes(body)))
+            answer = p.decode_json(self.request(msg_type, bytes(body)))
         except p.ProtocolError as err:
             raise HostError("device answer does not parse: %s" % err)
+        if not isinstance(answer, dict):
+            raise HostError("device answer is not a JSON object")
+        return answer
 
     def read_log(self, start_seq, max_records=1024):
         """One LOG_READ round trip (version 1 of the protocol; pulls stream instead)."""
@@ -454,7 +463,7 @@ class _Stream:
             self.client.uplink.damaged += 1
             self.problem = "the device received a damaged frame"
         elif any(r.request_id == request_id for r in self.live):
-            raise HostError("device refused %s: %s" % (what, message))
+            raise HostError("device refused %s: %s" % (what, shown(message)))
 
     def good_frame(self):
         self.last_good = time.monotonic()

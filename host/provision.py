@@ -87,7 +87,7 @@ def provision(client, ca, inventory, operator, settings, service_years=None, crl
         "anchor": ca.root_pem, "config": document.decode()})
     _check_applied(result, identity_chain, serial)
     steps("device checked and applied certificates and configuration version %d (log record %s)"
-          % (version, result.get("seq")))
+          % (version, _safe(result.get("seq"))))
     inventory.complete_enrolment(serial)
     steps("inventory updated")
     return _summary(client, inventory, serial, operator, started, steps=steps)
@@ -96,7 +96,9 @@ def provision(client, ca, inventory, operator, settings, service_years=None, crl
 def _issue(ca, begin, serial, challenge, service_years):
     if begin.get("serial") != serial or begin.get("challenge") != challenge:
         raise HostError("device answered ENROL_BEGIN for another serial or session; refused")
-    csrs = begin.get("csrs") or {}
+    csrs = begin.get("csrs")
+    if not isinstance(csrs, dict) or not all(isinstance(csrs.get(k), str) for k in ("content", "identity")):
+        raise HostError("device answered ENROL_BEGIN without its two CSRs")
     options = {} if service_years is None else {"service_years": service_years}
     try:
         content = ca.issue_device(csrs.get("content"), serial, credentials.PURPOSE_CONTENT, challenge, **options)
@@ -121,7 +123,7 @@ def _check_applied(result, identity_chain, serial):
 def _summary(client, inventory, serial, operator, started, resumed=False, steps=None):
     status = client.status()
     row = inventory.device(serial) or {}
-    return {"serial": serial, "firmware": status["firmware"], "state": status["state"],
+    return {"serial": serial, "firmware": _safe(status["firmware"]), "state": _safe(status["state"]),
             "identity_fingerprint": row.get("identity_fingerprint"), "content_fingerprint": row.get("content_fingerprint"),
             "config_version": status.get("config_version"), "log_head_seq": status["log"]["next_seq"] - 1,
             "operator": operator.describe(), "at": _now().isoformat(timespec="seconds"),
@@ -153,7 +155,7 @@ def rotate(client, ca, inventory, operator, service_years=None, crl_pem=None, st
     result = client.call_json(p.TYPE_ENROL_COMMIT, {"mode": "rotate", "content_chain": content_chain,
                                                     "identity_chain": identity_chain, "anchor": ca.root_pem})
     _check_applied(result, identity_chain, serial)
-    steps("device switched to its new keys (log record %s)" % result.get("seq"))
+    steps("device switched to its new keys (log record %s)" % _safe(result.get("seq")))
     inventory.complete_enrolment(serial)
     return _summary(client, inventory, serial, operator, started, steps=steps)
 
@@ -186,7 +188,9 @@ def decommission(client, ca, inventory, operator, reason, crl_pem=None):
     serial = client.info()["serial"]
     _authenticate(client, ca, operator, serial, crl_pem)
     result = client.call_json(p.TYPE_DECOMMISSION, {"reason": reason})
-    at = _now()
+    # A CRL dates revocations to the whole second. The device erased its keys by now, so
+    # the next whole second keeps every file it sealed before on the right side.
+    at = (_now() + datetime.timedelta(seconds=1)).replace(microsecond=0)
     revoked = inventory.decommission(serial, at, operator.describe())
     by_fp = {c["fingerprint"]: c for c in inventory.certificates(serial)}
     for fp in revoked:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..device import credentials
 from ..device import session as s
 from ..device.core import protocol as p
-from .client import HostError
+from .client import HostError, shown
 
 OPERATOR_CHAIN, OPERATOR_KEY = "operator.pem", "operator-key.pem"
 PASSPHRASE_ENV = "SYNTHSEAL_OPERATOR_PASSPHRASE"
@@ -111,6 +111,8 @@ def authenticate(client, operator, anchors_pem, expected_serial=None, crl_pem=No
     except s.SessionError as err:
         raise HostError("device answered the handshake with garbage: %s" % err)
     serial, state = answer.get("serial"), answer.get("state")
+    if not isinstance(answer.get("identity_chain") or "", str):
+        raise HostError("device's handshake answer garbles its identity chain")
     if not isinstance(serial, str) or state not in ("factory", "enrolled", "decommissioned"):
         raise HostError("device's handshake answer lacks its serial or state")
     if expected_serial is not None and serial != expected_serial:
@@ -129,7 +131,10 @@ def authenticate(client, operator, anchors_pem, expected_serial=None, crl_pem=No
                               "the device's answer")
     except s.SessionError as err:
         raise HostError("device answered the handshake with garbage: %s" % err)
-    to_device, to_host = s.derive_keys(ephemeral, device_key, t)
+    try:
+        to_device, to_host = s.derive_keys(ephemeral, device_key, t)
+    except s.SessionError as err:
+        raise HostError("device answered the handshake with garbage: %s" % err)
     client.transport = SecureTransport(client.transport, s.Direction(to_device), s.Direction(to_host))
     return {"serial": serial, "state": state, "identity_chain": answer.get("identity_chain"),
             "roles": proved.get("roles"), "session": s.session_id(t), "verified_identity": verified,
@@ -146,7 +151,10 @@ def _check_device(answer, anchors, serial, t):
         raise HostError("device claims serial %r but its identity certificate is for %r: refused"
                         % (_safe(serial), _safe(credentials.cert_serial(leaf))))
     try:
-        s.check_signature(leaf.public_key(), bytes.fromhex(answer.get("signature") or ""), b"device", t, "the device")
+        signature = answer.get("signature")
+        if not isinstance(signature, str):
+            raise s.SessionError("the device sent no signature")
+        s.check_signature(leaf.public_key(), bytes.fromhex(signature), b"device", t, "the device")
     except (s.SessionError, ValueError) as err:
         raise HostError("device %s holds a certificate it cannot sign for: %s" % (_safe(serial), err))
 
@@ -157,5 +165,4 @@ def _pem(cert):
 
 
 def _safe(text):
-    """A device's words are shown, never obeyed: control characters become escapes."""
-    return str(text).encode("unicode_escape").decode("ascii")[:80]
+    return shown(text, 80)

@@ -383,3 +383,170 @@ def test_a_cut_at_every_message_leaves_the_device_fresh_or_enrolled_and_a_retry_
         events = [logrecord.decode_record(r)["event"] for r in state.log().read(1, 10)]
         assert events == [logrecord.EVENT_ENROL], events  # one enrolment, logged once
         inventory.close()
+
+
+# -- found by an attack review: each must stay fixed ---------------------------------------
+
+def _restart(state):
+    """The agent stops (or the power goes) and starts again on the same state."""
+    state.release()
+    state = DeviceState(state.directory).own()
+    state.tidy()
+    DeviceAnswers(state).provisioning.recover()
+    return state
+
+
+@pytest.mark.parametrize("cut_at", ["rename", "link"])
+def test_a_configuration_change_cut_short_keeps_the_keys_in_force(device, vendor_ca, monkeypatch, cut_at):
+    import synthseal.device.state as state_module
+    client = loopback(device)
+    client.authenticate(vendor_ca.operator, vendor_ca.root_pem)
+    current = client.status()["config"]
+    document = credentials.sign_config(dict(current, version=current["version"] + 1, label_position="top-left"),
+                                       vendor_ca.operator.key, vendor_ca.operator.chain_pem)
+    target = {"rename": (state_module.os, "rename"), "link": (state_module, "_point_link")}[cut_at]
+    real = getattr(*target)
+
+    def power_cut(*args, **kwargs):
+        if cut_at == "link" or ".enrolment-" in str(args[0]):
+            raise OSError("power cut")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(*target, power_cut)
+    with pytest.raises(HostError):
+        client.call_json(p.TYPE_CONFIGURE, document)
+    monkeypatch.setattr(*target, real)
+    state = _restart(device)
+    assert state.enrolment_state() == "enrolled" and state.config()["label_position"] == "bottom-left"
+    state.keystore.sign_der(b"still here")  # the content key in force survived the tidy-up
+    state.sign_identity(b"device", b"x" * 32)
+    assert len(key_files(state)) == 2
+
+
+def test_a_forged_or_future_crl_is_refused_and_cannot_unrevoke(device, vendor_ca, tmp_path):
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from synthseal.host import ca
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # The vendor revokes Bob; the device learns it from any host.
+    bob = make_operator(vendor_ca.ca, "Bob", credentials.ROLES)
+    copy = tmp_path / "ca"
+    shutil.copytree(vendor_ca.directory, copy)
+    authority = ca.load_ca(copy, CA_PASSPHRASE)
+    authority.revoke(bob.leaf, now, "superseded")
+    loopback(device).authenticate(vendor_ca.operator, vendor_ca.root_pem, crl_pem=authority.crl_pem())
+    # Bob makes a CA named like the issuing CA, signs an empty CRL dated ahead, and
+    # carries that certificate in his chain.
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = vendor_ca.ca.issuing.subject
+    fake = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=9))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).sign(key, hashes.SHA256()))
+    forged = (x509.CertificateRevocationListBuilder().issuer_name(name).last_update(now + datetime.timedelta(days=3))
+              .next_update(now + datetime.timedelta(days=90)).add_extension(x509.CRLNumber(10 ** 6), critical=False)
+              .sign(key, hashes.SHA256()))
+    from synthseal.host.session import Operator
+    bob_plus = Operator(bob.chain_pem + credentials.chain_pem([fake]), bob.key)
+    crl_pem = forged.public_bytes(serialization.Encoding.PEM).decode()
+    with pytest.raises(HostError, match="revoked|not signed by the vendor"):
+        loopback(device).authenticate(bob_plus, vendor_ca.root_pem, crl_pem=crl_pem)
+    with pytest.raises(HostError, match="not signed by the vendor|future"):
+        loopback(device).authenticate(vendor_ca.operator, vendor_ca.root_pem, crl_pem=crl_pem)
+    with pytest.raises(HostError, match="revoked"):
+        loopback(device).authenticate(bob, vendor_ca.root_pem)
+    assert x509.load_pem_x509_crl((device.trust_dir / "crl.pem").read_bytes()).issuer == name
+    assert device.is_revoked(bob.leaf)
+
+
+def test_a_factory_device_keeps_no_crl_from_whoever_connects(vendor_ca, tmp_path):
+    state = factory_device(tmp_path / "device")
+    stranger = make_vendor(tmp_path / "other-ca", "Stranger", CA_PASSPHRASE)
+    client = loopback(state)
+    client.authenticate(stranger.operator, stranger.root_pem, crl_pem=stranger.ca.crl_pem(), allow_unenrolled=True)
+    assert not (state.trust_dir / "crl.pem").exists() and state.enrolment_state() == "factory"
+
+
+def test_a_decommission_cut_before_its_record_is_logged_at_the_next_start(vendor_ca, tmp_path, monkeypatch):
+    state = factory_device(tmp_path / "device")
+    inventory = Inventory(tmp_path / "inventory.sqlite")
+    provision(loopback(state), vendor_ca.ca, inventory, vendor_ca.operator, SETTINGS)
+    answers = DeviceAnswers(state)
+    monkeypatch.setattr(answers.provisioning, "_log", lambda *a: (_ for _ in ()).throw(OSError("power cut")))
+    client = DeviceClient(LoopbackTransport(answers.answer), give_up_after=1)
+    client.authenticate(vendor_ca.operator, vendor_ca.root_pem)
+    with pytest.raises(HostError):
+        client.call_json(p.TYPE_DECOMMISSION, {"reason": "cut"})
+    assert state.enrolment_state() == "decommissioned" and key_files(state) == []  # keys gone first
+    state = _restart(state)
+    events = [logrecord.decode_record(r) for r in state.log().read(1, 10)]
+    assert [e["event"] for e in events] == [logrecord.EVENT_ENROL, logrecord.EVENT_DECOMMISSION]
+    assert events[-1]["decision"]["recovered"] is True and events[-1]["decision"]["reason"] == "cut"
+    assert [e["event"] for e in (logrecord.decode_record(r) for r in _restart(state).log().read(1, 10))] == \
+        [logrecord.EVENT_ENROL, logrecord.EVENT_DECOMMISSION]  # logged once
+    inventory.close()
+
+
+def test_a_lost_enrolment_folder_never_makes_a_factory_device(device, vendor_ca, tmp_path):
+    shutil.rmtree(device.enrolment_dir)  # storage damage
+    state = _restart(device)
+    assert state.enrolment_state() == "decommissioned"
+    stranger = make_vendor(tmp_path / "other-ca", "Stranger", CA_PASSPHRASE)
+    with pytest.raises(HostError, match="chain|anchor"):
+        loopback(state).authenticate(stranger.operator, stranger.root_pem, allow_unenrolled=True)
+    assert state.config_version() >= 1
+
+
+def test_configuration_bombs_and_duplicate_keys_are_refused_at_once(device, vendor_ca):
+    import time
+    client = loopback(device, give_up_after=30)
+    client.authenticate(vendor_ca.operator, vendor_ca.root_pem)
+    current = client.status()["config"]
+    good = credentials.sign_config(dict(current, version=current["version"] + 1), vendor_ca.operator.key,
+                                   vendor_ca.operator.chain_pem).decode()
+    doubled = good.replace('"format":', '"config": {}, "format":', 1)
+    for body in (b"[" * 60000, doubled.encode()):
+        started = time.monotonic()
+        with pytest.raises(HostError):
+            client.call_json(p.TYPE_CONFIGURE, body)
+        assert time.monotonic() - started < 5  # an answer, not a wait until give-up
+    assert device.config()["version"] == current["version"]
+
+
+def test_keys_made_in_one_session_are_not_certified_in_another(device, vendor_ca):
+    first = loopback(device)
+    first.authenticate(vendor_ca.operator, vendor_ca.root_pem)
+    begin = first.call_json(p.TYPE_ENROL_BEGIN, {"mode": "rotate"})
+    content = vendor_ca.ca.issue_device(begin["csrs"]["content"], device.serial(), credentials.PURPOSE_CONTENT,
+                                        begin["challenge"])
+    identity = vendor_ca.ca.issue_device(begin["csrs"]["identity"], device.serial(), credentials.PURPOSE_IDENTITY,
+                                         begin["challenge"])
+    second = loopback(device)
+    second.authenticate(vendor_ca.operator, vendor_ca.root_pem)
+    with pytest.raises(HostError, match="no keys are waiting"):
+        second.call_json(p.TYPE_ENROL_COMMIT, {"mode": "rotate", "content_chain": content, "identity_chain": identity,
+                                               "anchor": vendor_ca.root_pem})
+
+
+def test_what_a_hostile_device_says_is_shown_escaped_and_junk_is_a_clear_error(vendor_ca):
+    import json as json_module
+
+    def hostile(payload):
+        msg_type, request_id, _ = p.decode_message(payload)
+        if msg_type == p.TYPE_AUTH_BEGIN:
+            answer = {"version": 1, "device_nonce": "00" * 32, "device_key": "04" + "11" * 64, "serial": "X",
+                      "state": "factory", "identity_chain": None, "signature": None}
+            return [p.encode_message(msg_type | p.RESPONSE, request_id, json_module.dumps(answer).encode())]
+        if msg_type == p.TYPE_AUTH_PROVE:
+            return [p.encode_message(msg_type | p.RESPONSE, request_id, b'{"roles": []}')]
+        return [p.encode_message(p.TYPE_ERROR, request_id, p.encode_error(p.ERR_REFUSED, "\x1b[2Jgone\x07"))]
+
+    with pytest.raises(HostError, match="garbage") as err:
+        DeviceClient(LoopbackTransport(hostile), give_up_after=1).authenticate(
+            vendor_ca.operator, vendor_ca.root_pem, allow_unenrolled=True)
+    with pytest.raises(HostError) as err:
+        DeviceClient(LoopbackTransport(hostile), give_up_after=1).request(p.TYPE_STATUS)
+    assert "\x1b" not in str(err.value) and "\\x1b[2Jgone\\x07" in str(err.value)

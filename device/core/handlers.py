@@ -98,6 +98,11 @@ def bad_frame_response(err):
     return p.encode_message(p.TYPE_ERROR, 0, p.encode_error(p.ERR_BAD_FRAME, str(err)))
 
 
-def internal_error_response(err):
-    """The answer when handling a request failed unexpectedly: the service keeps running."""
-    return p.encode_message(p.TYPE_ERROR, 0, p.encode_error(p.ERR_INTERNAL, ("%s: %s" % (type(err).__name__, err))[:200]))
+def internal_error_response(err, payload=None):
+    """The answer when handling a request failed unexpectedly: the service keeps running.
+    The request's id is echoed when it can be read, so the host stops waiting at once."""
+    request_id = 0
+    if payload is not None and len(payload) >= p.HEADER_LEN:
+        request_id = p.decode_message(payload)[1]
+    return p.encode_message(p.TYPE_ERROR, request_id,
+                            p.encode_error(p.ERR_INTERNAL, ("%s: %s" % (type(err).__name__, err))[:200]))
