@@ -428,7 +428,6 @@ def test_a_forged_or_future_crl_is_refused_and_cannot_unrevoke(device, vendor_ca
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
     from synthseal.host import ca
     now = datetime.datetime.now(datetime.timezone.utc)
     # The vendor revokes Bob; the device learns it from any host.
