@@ -134,7 +134,8 @@ def cmd_decommission(args):
     operator = _operator(args)
     vendor, inventory, crl = _ca_for_provisioning(args)
     with inventory:
-        summary = decommission(_client(args), vendor, inventory, operator, args.reason, crl_pem=crl)
+        summary = decommission(_client(args), vendor, inventory, operator, args.reason, crl_pem=crl,
+                               finish=args.finish)
     _print_summary(summary, args, "device decommissioned (keys erased, certificates revoked):")
 
 
@@ -494,6 +495,9 @@ def build_parser():
     p.add_argument("--reason", default="decommissioned", help="recorded in the device's audit log and the "
                                                               "inventory (the CRL entry says cessationOfOperation)")
     p.add_argument("--yes", action="store_true", help="confirm without being asked (the keys cannot come back)")
+    p.add_argument("--finish", action="store_true",
+                   help="the device already erased its keys but the inventory missed it (a lost answer): "
+                        "revoke its certificates now")
     p.set_defaults(func=cmd_decommission)
 
     p = sub.add_parser("pull", help="pull new audit records into a SQLite database, verifying the hash chain")

@@ -181,13 +181,29 @@ def configure(client, ca, inventory, operator, settings, crl_pem=None):
     return {"serial": serial, "config_version": version, "seq": result.get("seq"), "config": config}
 
 
-def decommission(client, ca, inventory, operator, reason, crl_pem=None):
-    """The device logs the act and erases its keys; its certificates are revoked from
+def decommission(client, ca, inventory, operator, reason, crl_pem=None, finish=False):
+    """The device erases its keys and logs the act; its certificates are revoked from
     now on (files sealed before stay valid; later ones are reported as sealed after
-    revocation) and the CA's CRL is rewritten."""
-    serial = client.info()["serial"]
-    _authenticate(client, ca, operator, serial, crl_pem)
-    result = client.call_json(p.TYPE_DECOMMISSION, {"reason": reason})
+    revocation) and the CA's CRL is rewritten.
+
+    If the device erased its keys but the answer was lost, it can no longer prove who
+    it is: `finish=True` (the technician vouches for the device in hand) completes the
+    inventory and the CRL."""
+    hello = client.info()
+    serial = hello["serial"]
+    known = inventory.device(serial)
+    if hello["state"] != "enrolled":
+        if known is None or known.get("state") != "enrolled":
+            raise HostError("device %s is %s and not enrolled in this inventory: nothing to decommission"
+                            % (_safe(serial), _safe(hello["state"])))
+        if not finish:
+            raise HostError("device %s has already erased its keys (it is %s) but this inventory still has it "
+                            "enrolled: the answer was lost. It cannot prove who it is any more; if this is the "
+                            "device, run again with --finish" % (_safe(serial), _safe(hello["state"])))
+        result = {"state": hello["state"], "seq": None}
+    else:
+        _authenticate(client, ca, operator, serial, crl_pem)
+        result = client.call_json(p.TYPE_DECOMMISSION, {"reason": reason})
     # A CRL dates revocations to the whole second. The device erased its keys by now, so
     # the next whole second keeps every file it sealed before on the right side.
     at = (_now() + datetime.timedelta(seconds=1)).replace(microsecond=0)

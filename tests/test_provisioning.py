@@ -484,8 +484,15 @@ def test_a_decommission_cut_before_its_record_is_logged_at_the_next_start(vendor
     events = [logrecord.decode_record(r) for r in state.log().read(1, 10)]
     assert [e["event"] for e in events] == [logrecord.EVENT_ENROL, logrecord.EVENT_DECOMMISSION]
     assert events[-1]["decision"]["recovered"] is True and events[-1]["decision"]["reason"] == "cut"
-    assert [e["event"] for e in (logrecord.decode_record(r) for r in _restart(state).log().read(1, 10))] == \
+    state = _restart(state)
+    assert [e["event"] for e in (logrecord.decode_record(r) for r in state.log().read(1, 10))] == \
         [logrecord.EVENT_ENROL, logrecord.EVENT_DECOMMISSION]  # logged once
+    # The host never got the answer: the device cannot prove who it is any more, so the
+    # technician finishes the inventory side knowingly.
+    with pytest.raises(HostError, match="--finish"):
+        decommission(loopback(state), vendor_ca.ca, inventory, vendor_ca.operator, "cut")
+    result = decommission(loopback(state), vendor_ca.ca, inventory, vendor_ca.operator, "cut", finish=True)
+    assert len(result["revoked"]) == 2 and inventory.device(state.serial())["state"] == "decommissioned"
     inventory.close()
 
 
