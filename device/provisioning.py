@@ -17,8 +17,12 @@ host's side are in docs/PROVISIONING.md and host/provision.py.
 """
 
 import datetime
+import hashlib
 import json
 import time
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
 from . import credentials
 from .core import logrecord
@@ -27,6 +31,7 @@ from .state import DeviceStateError
 
 EVENT_FOR_MODE = {"enrol": logrecord.EVENT_ENROL, "rotate": logrecord.EVENT_ROTATE}
 MAX_REASON = 200
+NO_CONTENT = b"\x00" * 32  # these records are about the device, not about a file
 
 
 class Refused(Exception):
@@ -65,7 +70,7 @@ class Provisioning:
         return datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc)
 
     def _log(self, event, decision):
-        seq, _ = self.log.append(int(self.clock() * 1000), logrecord.GENESIS_HASH, event, "", decision)
+        seq, _ = self.log.append(int(self.clock() * 1000), NO_CONTENT, event, "", decision)
         return seq
 
     def _apply(self, files, new_keys, event, decision):
@@ -258,16 +263,13 @@ def _version(document):
 
 
 def _pem(cert):
-    from cryptography.hazmat.primitives import serialization
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def _sha256(data):
-    import hashlib
     return hashlib.sha256(data).hexdigest()
 
 
 def _organization(anchor):
-    from cryptography.x509.oid import NameOID
     names = anchor.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     return names[0].value if names else "synthseal"

@@ -31,6 +31,7 @@ This module is used by both ends (device/service.py, host/session.py) so the
 transcript, the key derivation and the MAC are defined once.
 """
 
+import datetime
 import hashlib
 import hmac
 import json
@@ -322,5 +323,4 @@ def _error(request_id, code, message):
 
 
 def _utc(seconds):
-    import datetime
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)

@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+
 from ..device import credentials
 from ..device import session as s
 from ..device.core import protocol as p
@@ -160,7 +162,6 @@ def _check_device(answer, anchors, serial, t):
 
 
 def _pem(cert):
-    from cryptography.hazmat.primitives import serialization
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
