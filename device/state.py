@@ -13,6 +13,7 @@
                                   highest configuration version (after decommissioning),
                                   the newest CRL seen
     <state>/log/audit.log         the append-only audit log
+    <state>/log/checkpoints.jsonl its signed tree heads (device/checkpoint.py)
     <state>/agent.pid             the PID of the one process that writes all of the above,
                                   which holds an flock on the state folder itself
 
@@ -142,6 +143,23 @@ class SharedLog:
         with self._lock:
             return self._log.first_seq, self._log.next_seq, self._log.head_hash
 
+    def tree_head(self):
+        """(size, root) of the log's Merkle tree at one moment."""
+        with self._lock:
+            return self._log.tree_head()
+
+    def root(self, size):
+        with self._lock:
+            return self._log.root(size)
+
+    def consistency_proof(self, old_size, size):
+        with self._lock:
+            return self._log.consistency_proof(old_size, size)
+
+    def inclusion_proof(self, seq, size):
+        with self._lock:
+            return self._log.inclusion_proof(seq, size)
+
     @property
     def first_seq(self):
         return self.head()[0]
@@ -191,6 +209,8 @@ class DeviceState:
         self.trust_dir = self.directory / "trust"
         self.pending_dir = self.directory / "pending"
         self.log_path = self.directory / "log" / "audit.log"
+        self.checkpoints_path = self.directory / "log" / "checkpoints.jsonl"
+        self._checkpoints = None
         self._log = None
         self._lock = StateLock(self.directory)
         self._identity_key = None
@@ -500,6 +520,14 @@ class DeviceState:
             else:
                 return _EmptyLog()
         return self._log
+
+    def checkpoints(self):
+        """The store of signed checkpoints (device/checkpoint.py)."""
+        from .checkpoint import CheckpointStore
+        if self._checkpoints is None:
+            self.checkpoints_path.parent.mkdir(parents=True, exist_ok=True)
+            self._checkpoints = CheckpointStore(self.checkpoints_path)
+        return self._checkpoints
 
     def info(self):
         """What HELLO answers to anyone: who the device is and what state it is in.

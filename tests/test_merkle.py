@@ -209,3 +209,17 @@ def test_proofs_in_a_large_tree_stay_logarithmic():
         assert verify_inclusion(index, 5000, tree.leaf(index), proof, root)
     proof = tree.consistency_proof(3001)
     assert len(proof) <= 2 * 13 and verify_consistency(3001, 5000, tree.root(3001), root, proof)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=8), max_size=80, unique=True), st.data())
+def test_compact_range_keeps_the_root_with_log_n_hashes(entries, data):
+    split = data.draw(st.integers(0, len(entries)), label="saved at")
+    edge = merkle.CompactRange()
+    for e in entries[:split]:
+        edge.append(e)
+    assert edge.root() == rfc_mth(entries[:split])
+    edge = merkle.CompactRange(edge.size, edge.hashes)  # as a host stores it between pulls
+    for e in entries[split:]:
+        edge.append(e)
+    assert edge.root() == rfc_mth(entries) and len(edge.hashes) == bin(len(entries)).count("1")

@@ -14,6 +14,7 @@ import struct
 from binascii import crc32
 
 from . import logrecord
+from .merkle import MerkleTree
 
 try:
     from os import fsync as _fsync
@@ -47,6 +48,7 @@ class AuditLog:
         self._offsets = []  # file offset of each record's entry, in seq order
         self.first_seq = 1
         self.head_hash = logrecord.GENESIS_HASH
+        self.tree = MerkleTree()  # RFC 9162 tree over the records, leaf i = seq i + 1
         self._end = 0
         self._load()
 
@@ -89,6 +91,7 @@ class AuditLog:
                 self.first_seq = logrecord.decode_record(body)["seq"]
             self._offsets.append(self._end + at)
             self.head_hash = logrecord.record_hash(body)
+            self.tree.append(body)
             at = end
         if at != len(data) and self.writable:
             # Torn tail from an interrupted write: kept aside first, then dropped so that
@@ -130,7 +133,29 @@ class AuditLog:
         self._offsets.append(self._end)
         self._end += len(entry)
         self.head_hash = logrecord.record_hash(record)
+        self.tree.append(record)
         return seq, record
+
+    def tree_head(self):
+        """(size, root): the Merkle tree over records 1..size, size = the last seq."""
+        self._check_tree()
+        return self.tree.size, self.tree.root()
+
+    def root(self, size):
+        self._check_tree()
+        return self.tree.root(size)
+
+    def consistency_proof(self, old_size, size):
+        self._check_tree()
+        return self.tree.consistency_proof(old_size, size)
+
+    def inclusion_proof(self, seq, size):
+        self._check_tree()
+        return self.tree.inclusion_proof(seq - 1, size)
+
+    def _check_tree(self):
+        if self.first_seq != 1:
+            raise AuditLogError("the log starts at seq %d: its tree needs the records before it" % self.first_seq)
 
     def read(self, start_seq, max_count, fits=None):
         """Return record bytes from start_seq on: at most max_count records and, if

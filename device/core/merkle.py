@@ -205,3 +205,40 @@ def verify_consistency(old_size, size, old_root, root, proof):
         fn >>= 1
         sn >>= 1
     return fr == old_root and sr == root and sn == 0
+
+
+class CompactRange:
+    """The right edge of a tree: the roots of its complete subtrees, largest first (at
+    most log2 n hashes). Enough to append leaves and compute the root, nothing more:
+    what a host keeps between pulls to check new records against a signed head."""
+
+    def __init__(self, size=0, hashes=()):
+        self.size = size
+        self.hashes = list(hashes)
+        expected = 0
+        while size:
+            expected += size & 1
+            size >>= 1
+        if len(self.hashes) != expected:
+            raise MerkleError("a compact range of %d leaves holds %d hashes, not %d"
+                              % (self.size, expected, len(self.hashes)))
+
+    def append_leaf_hash(self, h):
+        self.hashes.append(h)
+        self.size += 1
+        s = self.size
+        while not s & 1:  # each trailing zero of the new size completes one more subtree
+            right = self.hashes.pop()
+            self.hashes[-1] = node_hash(self.hashes[-1], right)
+            s >>= 1
+
+    def append(self, record):
+        self.append_leaf_hash(leaf_hash(record))
+
+    def root(self):
+        if not self.hashes:
+            return EMPTY_ROOT
+        r = self.hashes[-1]
+        for h in reversed(self.hashes[:-1]):
+            r = node_hash(h, r)
+        return r
