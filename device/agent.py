@@ -162,7 +162,9 @@ class Agent:
         log = self.state.log()
         log_end = log.next_seq  # before this start's own repair records
         # Before anything is added or moved: does the log still hold what was signed?
-        self.log_problem = checkpoint.check_log_against_checkpoint(log, self.state.checkpoints().last())
+        self.log_problem = getattr(log, "damage", None) and log.damage["message"]
+        self.log_problem = self.log_problem or checkpoint.check_log_against_checkpoint(
+            log, self.state.checkpoints().last())
         if self.log_problem is None:
             if getattr(log, "torn_tail", None):
                 self._keep_torn_tail(log)
@@ -248,8 +250,10 @@ class Agent:
         """The log cut a torn tail at open (its bytes were kept first): log the cut."""
         offset, data = log.torn_tail
         kept = self.state.torn_tail_file
+        damaged = getattr(log, "torn_reason", None) == "damaged"
         repair = {"repair": "torn-log-tail-cut", "offset": offset, "bytes": len(data), "kept_as": kept.name,
-                  "reason": "an interrupted write left an incomplete last record"}
+                  "reason": "the last record's bytes changed (CRC or chain link fails); moved aside" if damaged
+                  else "an interrupted write left an incomplete last record"}
         log.append(int(time.time() * 1000), b"\x00" * 32, logrecord.EVENT_REPAIR, "", repair)
         self.repairs.append(dict(repair, file=kept.name))
         self._log_line("repaired at start: torn log tail of %d bytes kept as %s" % (len(data), kept))

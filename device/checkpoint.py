@@ -128,11 +128,11 @@ def sign_checkpoint(state, log, host_time_ms=None, clock=time.time):
     """Sign the log's current tree head with the identity key, keep it, return it."""
     store = state.checkpoints()
     with store._lock:
-        size, root = log.tree_head()
         last = store.last()
         problem = check_log_against_checkpoint(log, last)
         if problem is not None:  # never sign over a rollback: that would launder it
             raise CheckpointError(problem)
+        size, root = log.tree_head()
         counter = (last["checkpoint"]["counter"] + 1) if last else 1
         body = {"version": CHECKPOINT_VERSION, "serial": state.serial(), "size": size, "root": root.hex(),
                 "time_ms": int(clock() * 1000), "counter": counter, "host_time_ms": host_time_ms}

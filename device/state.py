@@ -45,7 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import __version__, credentials, keystore
-from .core import aigc, auditlog
+from .core import aigc, auditlog, merkle
 from .keystore import FileKeystore, KeystoreError
 
 
@@ -180,6 +180,14 @@ class SharedLog:
     @property
     def torn_tail(self):
         return self._log.torn_tail
+
+    @property
+    def torn_reason(self):
+        return self._log.torn_reason
+
+    @property
+    def damage(self):
+        return self._log.damage
 
     def refresh(self):
         """The owner is the only writer: there is nothing from elsewhere to take in."""
@@ -512,6 +520,8 @@ class DeviceState:
         """The owner gets the writable, shared log; anyone else a read-only view that
         never creates, cuts or repairs the file."""
         if self._log is None:
+            if self.owned and not self.log_path.exists() and self.checkpoints().last() is not None:
+                return _EmptyLog()  # signed heads but no log: a loss to report, never a fresh log
             if self.owned:
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)
                 self._log = SharedLog(auditlog.AuditLog(str(self.log_path), keep_torn_tail=self._keep_torn_tail))
@@ -571,11 +581,35 @@ def _point_link(link, target):
 
 
 class _EmptyLog:
-    """A log that does not exist yet, seen by a reader: no records, genesis head."""
+    """A log that does not exist (yet), seen by a reader, or lost under signed heads:
+    no records, genesis head, nothing can be appended."""
     first_seq = 1
     next_seq = 1
     count = 0
     head_hash = auditlog.logrecord.GENESIS_HASH
+    torn_tail = damage = None
+    path = None
+
+    def head(self):
+        return self.first_seq, self.next_seq, self.head_hash
+
+    def tree_head(self):
+        return 0, merkle.EMPTY_ROOT
+
+    def root(self, size):
+        if size:
+            raise auditlog.AuditLogError("the audit log does not exist")
+        return merkle.EMPTY_ROOT
+
+    def consistency_proof(self, old_size, size):
+        return []
+
+    def refresh(self):
+        pass
+
+    def append(self, *args):
+        raise auditlog.AuditLogError("the audit log is missing and the device signed heads of it: it is not "
+                                     "recreated; pull and investigate")
 
     def read(self, start_seq, max_count, fits=None):
         return []

@@ -777,3 +777,31 @@ def test_a_log_shorter_than_its_signed_head_stops_sealing_and_adds_nothing(state
         assert log_path.read_bytes() == before
     finally:
         agent.close()
+
+
+def test_damage_in_the_middle_stops_sealing_and_the_verified_prefix_can_be_pulled(state_dir, tmp_path, vendor_ca):
+    out = tmp_path / "out"
+    agent = RunningAgent(state_dir, out)
+    try:
+        agent.start()
+        with agent.client() as client:
+            client.capture(4)
+        agent.stop()
+        log_path = state_dir / "log" / "audit.log"
+        data = bytearray(log_path.read_bytes())
+        ends = []
+        at = 0
+        while at < len(data):
+            at += 8 + struct.unpack("<I", data[at:at + 4])[0]
+            ends.append(at)
+        data[ends[1] + 40] ^= 0x10  # inside record 3 of 5
+        log_path.write_bytes(bytes(data))
+        agent.start()
+        assert "damaged at byte %d (record 3)" % ends[1] in agent.stderr()
+        with agent.client() as client:
+            with pytest.raises(AgentClientError, match="sealing is stopped"):
+                client.capture(1)
+        state = DeviceState(state_dir)
+        assert state.log().count == 2 and log_path.read_bytes() == bytes(data)  # nothing cut
+    finally:
+        agent.close()

@@ -109,6 +109,7 @@ def test_a_deleted_log_is_a_rollback_not_a_fresh_start(device, service_for, tmp_
     device._log = None
     with pytest.raises(logdb.ChainError, match="holds 0 records but the device signed a head of 5"):
         logdb.pull(service_for(device).client(), db)
+    assert not device.log_path.exists()  # reported, never silently recreated
 
 
 def test_a_log_rebuilt_without_a_record_and_no_key_is_a_fork_naming_it(device, service_for, tmp_path):
