@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__
+from . import __version__, checkpoint
 from .config import SHIPPED
 from .core import logrecord, policy
 from .intake import IntakeError, client_name, decode_frame, declared_source, decoded_bytes
@@ -41,6 +41,7 @@ from .state import DeviceState, DeviceStateError, DirectoryLock
 MAX_CAPTURE_FRAMES = 100
 OVERFLOW_TIMEOUT_S = 5     # the extra connection taken when all slots are in use: status only
 SERIAL_RETRY_S = 5
+CHECKPOINT_INTERVAL_S = 600  # a signed head at least this often while records are added
 
 
 class AgentError(Exception):
@@ -83,6 +84,8 @@ class Agent:
         self._classifier = (None, None)
         self.answers = None
         self.serial = None
+        self.log_problem = None  # a rollback found at start: sealing stays stopped
+        self._checkpointed = None
 
     # -- start and stop -------------------------------------------------------------
     def start(self):
@@ -158,17 +161,23 @@ class Agent:
     def _start_owned(self):
         log = self.state.log()
         log_end = log.next_seq  # before this start's own repair records
-        if getattr(log, "torn_tail", None):
-            self._keep_torn_tail(log)
-        self.repairs += reconcile(log, self.out_dir, self.state.directory / "quarantine",
-                                  serial=self.serial, log_end=log_end)
+        # Before anything is added or moved: does the log still hold what was signed?
+        self.log_problem = getattr(log, "damage", None) and log.damage["message"]
+        self.log_problem = self.log_problem or checkpoint.check_log_against_checkpoint(
+            log, self.state.checkpoints().last())
+        if self.log_problem is None:
+            if getattr(log, "torn_tail", None):
+                self._keep_torn_tail(log)
+            self.repairs += reconcile(log, self.out_dir, self.state.directory / "quarantine",
+                                      serial=self.serial, log_end=log_end)
         for repair in self.repairs:
             self._log_line("repaired at start: %s %s" % (repair["repair"], repair["file"]))
         self.state.tidy()  # leftovers of an enrolment change cut off by a power loss
         self.answers = DeviceAnswers(self.state, pause=self._pause_sealing, resume=self._resume_sealing)
-        if self.answers.provisioning.recover() is not None:
+        if self.log_problem is None and self.answers.provisioning.recover() is not None:
             self._log_line("repaired at start: logged an enrolment change whose record was lost")
         self._classifier = self._load_classifier()
+        self._checkpoint_at_start()
         self._resume_sealing()
         if self.pipeline is None:
             self._log_line("device %s is %s: captures and intake are refused until a host enrols it "
@@ -189,6 +198,31 @@ class Agent:
         self._log_line("agent ready: pid %d, state %s, socket %s%s" % (
             os.getpid(), self.state.directory, self.config.agent_socket, ", LAB MODE" if self.config.agent_lab else ""))
 
+    def _checkpoint_at_start(self):
+        """The log must hold what the device last signed; then a fresh signed head. A
+        rollback stops sealing (fail closed): the log is served as it is, for a host to
+        pull and report, and nothing is added to it."""
+        log = self.state.log()
+        if self.log_problem is not None:
+            self._log_line("error: %s; sealing is stopped: pull the log with the host tool and investigate"
+                           % self.log_problem)
+            return
+        if self.state.is_provisioned():
+            checkpoint.sign_checkpoint(self.state, log)
+            self._checkpointed = log.next_seq
+        self._spawn(self._checkpoint_loop, "checkpoint")
+
+    def _checkpoint_loop(self):
+        """A signed head every CHECKPOINT_INTERVAL_S while the log grows."""
+        while not self.stop_event.wait(CHECKPOINT_INTERVAL_S):
+            log = self.state.log()
+            if log.next_seq != self._checkpointed and self.state.is_provisioned():
+                try:
+                    checkpoint.sign_checkpoint(self.state, log)
+                    self._checkpointed = log.next_seq
+                except (checkpoint.CheckpointError, OSError, DeviceStateError) as err:
+                    self._log_line("warning: no checkpoint signed: %s" % err)
+
     def _pause_sealing(self):
         """Before the keys or the configuration change: seal what is queued, then take
         no more frames until _resume_sealing."""
@@ -200,7 +234,7 @@ class Agent:
     def _resume_sealing(self):
         """Seal with the enrolment in force, if there is one: its keys, certificate and
         signed configuration (producer, label text and position, classifier threshold)."""
-        if not self.state.is_provisioned() or self.stop_event.is_set():
+        if not self.state.is_provisioned() or self.stop_event.is_set() or self.log_problem is not None:
             return
         config = self.state.config()
         classifier, error = self._classifier
@@ -216,8 +250,10 @@ class Agent:
         """The log cut a torn tail at open (its bytes were kept first): log the cut."""
         offset, data = log.torn_tail
         kept = self.state.torn_tail_file
+        damaged = getattr(log, "torn_reason", None) == "damaged"
         repair = {"repair": "torn-log-tail-cut", "offset": offset, "bytes": len(data), "kept_as": kept.name,
-                  "reason": "an interrupted write left an incomplete last record"}
+                  "reason": "the last record's bytes changed (CRC or chain link fails); moved aside" if damaged
+                  else "an interrupted write left an incomplete last record"}
         log.append(int(time.time() * 1000), b"\x00" * 32, logrecord.EVENT_REPAIR, "", repair)
         self.repairs.append(dict(repair, file=kept.name))
         self._log_line("repaired at start: torn log tail of %d bytes kept as %s" % (len(data), kept))
@@ -315,6 +351,7 @@ class Agent:
             "serial_port": dict(self.serial_status),
             "clients": self._clients,
             "repairs_at_start": len(self.repairs),
+            "log_problem": self.log_problem,
             "output_dir": str(self.out_dir),
         }
 
@@ -344,10 +381,16 @@ class Agent:
                     break
             reply.put((jobs, error))
 
-    def capture(self, count, source):
+    def _check_can_seal(self):
+        if self.log_problem is not None:
+            raise _ClientError("log_rollback", "sealing is stopped: %s; pull the log with the host tool and "
+                               "investigate" % self.log_problem)
         if self.pipeline is None:
             raise _ClientError("not_provisioned", "the device is %s: enrol it with `synthseal-host provision`"
                                % self.state.enrolment_state())
+
+    def capture(self, count, source):
+        self._check_can_seal()
         if self.camera is None:
             if self.camera_error:
                 raise _ClientError("camera", "the camera is not available: %s" % self.camera_error)
@@ -499,9 +542,7 @@ class Agent:
         return body
 
     def _handle_submit(self, header, data, peer):
-        if self.pipeline is None:
-            raise _ClientError("not_provisioned", "the device is %s: enrol it with `synthseal-host provision`"
-                               % self.state.enrolment_state())
+        self._check_can_seal()
         try:
             source = declared_source(header)
             name = client_name(header)

@@ -11,6 +11,7 @@ import threading
 
 import serial
 
+from . import checkpoint
 from .core import framing
 from .core import protocol as p
 from .core.handlers import DeviceEndpoint, bad_frame_response, internal_error_response
@@ -51,8 +52,24 @@ class DeviceAnswers:
 
     def _authorised(self, inner, session):
         msg_type, request_id, body = p.decode_message(inner)
+        if msg_type == p.TYPE_CHECKPOINT:
+            return self._checkpoint(request_id, body)
         answer = self.provisioning.handle(msg_type, request_id, body, session)
         return answer if answer is not None else self.endpoint.handle_request(inner)
+
+    def _checkpoint(self, request_id, body):
+        """A fresh signed tree head and the consistency proof from the host's last one."""
+        try:
+            if not self.state.is_provisioned():
+                raise checkpoint.CheckpointError("the device is not enrolled: it has no identity key to sign its "
+                                                 "log head; provision it first")
+            request = p.decode_json(body)
+            if not isinstance(request, dict):
+                raise checkpoint.CheckpointError("CHECKPOINT body must be a JSON object")
+            answer = checkpoint.answer_request(self.state, self.log, request)
+        except (checkpoint.CheckpointError, p.ProtocolError) as err:
+            return p.encode_message(p.TYPE_ERROR, request_id, p.encode_error(p.ERR_REFUSED, str(err)))
+        return p.encode_message(p.TYPE_CHECKPOINT | p.RESPONSE, request_id, p.encode_json(answer))
 
     def answer(self, payload):
         self.log.refresh()  # a read-only view takes in records the owner appended

@@ -13,6 +13,7 @@
                                   highest configuration version (after decommissioning),
                                   the newest CRL seen
     <state>/log/audit.log         the append-only audit log
+    <state>/log/checkpoints.jsonl its signed tree heads (device/checkpoint.py)
     <state>/agent.pid             the PID of the one process that writes all of the above,
                                   which holds an flock on the state folder itself
 
@@ -46,7 +47,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from . import __version__, credentials, keystore
-from .core import aigc, auditlog
+from .core import aigc, auditlog, merkle
 from .durable import atomic_write, fsync_dir
 from .keystore import FileKeystore, KeystoreError
 
@@ -145,6 +146,23 @@ class SharedLog:
         with self._lock:
             return self._log.first_seq, self._log.next_seq, self._log.head_hash
 
+    def tree_head(self):
+        """(size, root) of the log's Merkle tree at one moment."""
+        with self._lock:
+            return self._log.tree_head()
+
+    def root(self, size):
+        with self._lock:
+            return self._log.root(size)
+
+    def consistency_proof(self, old_size, size):
+        with self._lock:
+            return self._log.consistency_proof(old_size, size)
+
+    def inclusion_proof(self, seq, size):
+        with self._lock:
+            return self._log.inclusion_proof(seq, size)
+
     @property
     def first_seq(self):
         return self.head()[0]
@@ -166,6 +184,14 @@ class SharedLog:
     def torn_tail(self):
         return self._log.torn_tail
 
+    @property
+    def torn_reason(self):
+        return self._log.torn_reason
+
+    @property
+    def damage(self):
+        return self._log.damage
+
     def refresh(self):
         """The owner is the only writer: there is nothing from elsewhere to take in."""
 
@@ -179,6 +205,8 @@ class DeviceState:
         self.trust_dir = self.directory / "trust"
         self.pending_dir = self.directory / "pending"
         self.log_path = self.directory / "log" / "audit.log"
+        self.checkpoints_path = self.directory / "log" / "checkpoints.jsonl"
+        self._checkpoints = None
         self._log = None
         self._lock = StateLock(self.directory)
         self._identity_key = None
@@ -539,6 +567,8 @@ class DeviceState:
         """The owner gets the writable, shared log; anyone else a read-only view that
         never creates, cuts or repairs the file."""
         if self._log is None:
+            if self.owned and not self.log_path.exists() and self.checkpoints().last() is not None:
+                return _EmptyLog()  # signed heads but no log: a loss to report, never a fresh log
             if self.owned:
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)
                 self._log = SharedLog(auditlog.AuditLog(str(self.log_path), keep_torn_tail=self._keep_torn_tail))
@@ -547,6 +577,14 @@ class DeviceState:
             else:
                 return _EmptyLog()
         return self._log
+
+    def checkpoints(self):
+        """The store of signed checkpoints (device/checkpoint.py)."""
+        from .checkpoint import CheckpointStore
+        if self._checkpoints is None:
+            self.checkpoints_path.parent.mkdir(parents=True, exist_ok=True)
+            self._checkpoints = CheckpointStore(self.checkpoints_path)
+        return self._checkpoints
 
     def info(self):
         """What HELLO answers to anyone: who the device is and what state it is in.
@@ -597,11 +635,35 @@ def _point_link(link, target):
 
 
 class _EmptyLog:
-    """A log that does not exist yet, seen by a reader: no records, genesis head."""
+    """A log that does not exist (yet), seen by a reader, or lost under signed heads:
+    no records, genesis head, nothing can be appended."""
     first_seq = 1
     next_seq = 1
     count = 0
     head_hash = auditlog.logrecord.GENESIS_HASH
+    torn_tail = damage = None
+    path = None
+
+    def head(self):
+        return self.first_seq, self.next_seq, self.head_hash
+
+    def tree_head(self):
+        return 0, merkle.EMPTY_ROOT
+
+    def root(self, size):
+        if size:
+            raise auditlog.AuditLogError("the audit log does not exist")
+        return merkle.EMPTY_ROOT
+
+    def consistency_proof(self, old_size, size):
+        return []
+
+    def refresh(self):
+        pass
+
+    def append(self, *args):
+        raise auditlog.AuditLogError("the audit log is missing and the device signed heads of it: it is not "
+                                     "recreated; pull and investigate")
 
     def read(self, start_seq, max_count, fits=None):
         return []

@@ -351,6 +351,15 @@ class DeviceClient:
             raise HostError("device status does not parse: %s" % err)
         return check_info(info)
 
+    def checkpoint(self, old_size, host_time_ms):
+        """CHECKPOINT (needs a collector session): the device signs its log's tree head
+        now, with our clock beside its own, and proves it extends the head of old_size
+        records (docs/PROTOCOL.md). Checked by the caller (host/logdb.py)."""
+        answer = self.call_json(p.TYPE_CHECKPOINT, {"old_size": old_size, "host_time_ms": host_time_ms})
+        if not isinstance(answer, dict) or not isinstance(answer.get("consistency"), list):
+            raise HostError("device checkpoint answer is not a signed head with a proof")
+        return answer
+
     def call_json(self, msg_type, obj):
         """One request with a JSON body whose answer is JSON (the provisioning requests)."""
         body = obj if isinstance(obj, (bytes, bytearray)) else json.dumps(obj).encode()

@@ -11,7 +11,8 @@ import json
 import sqlite3
 import time
 
-from ..device.core import logrecord
+from ..device import checkpoint as checkpoints
+from ..device.core import logrecord, merkle
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -36,6 +37,28 @@ CREATE TABLE IF NOT EXISTS records (
     PRIMARY KEY (device_serial, seq)
 );
 CREATE INDEX IF NOT EXISTS records_by_content ON records (content_sha256);
+-- Every signed tree head a device gave, as it gave it: verified against the identity
+-- certificate the session checked from the vendor root (kept beside it), so `log
+-- verify` can re-check the stored records against them without trusting this file.
+CREATE TABLE IF NOT EXISTS checkpoints (
+    serial         TEXT NOT NULL,
+    counter        INTEGER NOT NULL,
+    size           INTEGER NOT NULL,
+    root           TEXT NOT NULL,
+    time_ms        INTEGER NOT NULL,  -- the device's clock
+    host_time_ms   INTEGER,           -- this host's clock, signed by the device beside its own
+    received_ms    INTEGER NOT NULL,
+    signed         TEXT NOT NULL,     -- the signed checkpoint, JSON, as received
+    identity_chain TEXT NOT NULL,
+    PRIMARY KEY (serial, counter, size, root)
+);
+-- The right edge of the Merkle tree over the stored records (merkle.CompactRange), so
+-- a pull checks new records against a signed root without rehashing the whole log.
+CREATE TABLE IF NOT EXISTS tree_edges (
+    serial TEXT PRIMARY KEY,
+    size   INTEGER NOT NULL,
+    hashes BLOB NOT NULL
+);
 -- Every content-signing chain a device has shown, so files sealed before a key
 -- rotation still verify; a new chain is added only after the device proved its
 -- identity from the vendor root, never in place of an old one.
@@ -107,6 +130,7 @@ def pull(client, db_path, batch=1024, progress=None):
     if serial != session["serial"]:
         raise ChainError("device proved identity %s but its status names %s" % (session["serial"], serial))
     chain = _checked_content_chain(info, session)
+    identity_key = _session_identity_key(session)
     db = open_db(db_path)
     try:
         now_ms = int(time.time() * 1000)
@@ -121,6 +145,21 @@ def pull(client, db_path, batch=1024, progress=None):
             if chain is not None:
                 db.execute("INSERT OR IGNORE INTO device_chains(serial, chain, first_seen_ms) VALUES(?,?,?)",
                            (serial, chain, now_ms))
+        # The signed head first: nothing is stored until the device has signed what it
+        # holds and proved it extends what this host saw last.
+        last_cp = _last_checkpoint(db, serial)
+        from .client import HostError
+        try:
+            answer = client.checkpoint(last_cp["size"] if last_cp else 0, now_ms)
+        except HostError as err:
+            raise ChainError("device %s gave no signed log head: %s; nothing stored" % (serial, err))
+        try:
+            signed_head = checkpoints.verify_checkpoint(answer, identity_key)
+        except checkpoints.CheckpointError as err:
+            raise ChainError("device %s: %s; nothing stored" % (serial, err))
+        if signed_head["serial"] != serial:
+            raise ChainError("device %s signed a checkpoint for %r: refused" % (serial, signed_head["serial"]))
+        warnings = _check_against_stored(db, client, serial, signed_head, answer, last_cp)
         last = _last_record(db, serial)
         if last is None:
             # The first pull anchors at the device's first record: at genesis when the
@@ -129,11 +168,19 @@ def pull(client, db_path, batch=1024, progress=None):
             prev_hash, prev_seq = (logrecord.GENESIS_HASH if next_seq == 1 else None), None
         else:
             next_seq, prev_hash, prev_seq = last[0] + 1, bytes.fromhex(last[1]), last[0]
-        end_seq = info["log"]["next_seq"]
+            if info["log"]["first_seq"] > next_seq:
+                raise ChainError("device %s: records %d..%d are no longer on the device and were never pulled here "
+                                 "(a gap); the stored log is kept as it is"
+                                 % (serial, next_seq, info["log"]["first_seq"] - 1))
+        end_seq = signed_head["size"] + 1  # what the signed head covers, no further
         if last is not None and end_seq <= last[0]:
             raise ChainError("device %s reports %d records but %d are already stored from it: its log was "
                              "rolled back or replaced; the stored log is kept as it is"
                              % (serial, end_seq - 1, last[0]))
+        edge = _tree_edge(db, serial) if next_seq == 1 or last is not None else None
+        if edge is None:
+            warnings.append("device %s: records before %d were pruned on the device before they were pulled here: "
+                            "the stored log is anchored by its hash chain, not by the signed root" % (serial, next_seq))
         total = max(0, end_seq - next_seq)
         pulled = payload = 0
         verified = []
@@ -143,6 +190,10 @@ def pull(client, db_path, batch=1024, progress=None):
             with db:
                 for raw in verified:
                     _insert(db, serial, raw)
+                    if edge is not None:
+                        edge.append(raw)
+                if edge is not None:
+                    _save_tree_edge(db, serial, edge)
             del verified[:]
 
         try:
@@ -170,23 +221,130 @@ def pull(client, db_path, batch=1024, progress=None):
             if verified:
                 commit()  # what was verified before a failure is kept: the next pull resumes after it
         head = _last_record(db, serial)
-        complete = head is not None and info["log"]["next_seq"] == head[0] + 1
-        if complete and head[1] != info["log"]["head_hash"]:
-            raise ChainError("device %s reports log head %s but the pulled chain ends at %s"
-                             % (serial, info["log"]["head_hash"], head[1]))
+        complete = head is not None and head[0] == signed_head["size"]
+        if complete and edge is not None and edge.root().hex() != signed_head["root"]:
+            raise ChainError("device %s: the stored records 1..%d do not hash to the root the device signed in "
+                             "checkpoint %d: the log the device serves is not the one it signed"
+                             % (serial, head[0], signed_head["counter"]))
         with db:
             db.execute("UPDATE devices SET last_pull_ms=? WHERE serial=?", (int(time.time() * 1000), serial))
             if complete:
                 # Anchors the stored chain's end: check_chain then finds an edited or
                 # deleted newest record, which no later link would otherwise expose.
                 db.execute("UPDATE devices SET head_seq=?, head_hash=? WHERE serial=?", (head[0], head[1], serial))
+                _store_checkpoint(db, serial, answer, signed_head, session["identity_chain"], now_ms)
         seconds = time.monotonic() - started
         capacity = client.baudrate / 10.0 * seconds  # 8N1: 10 bits on the line per byte
         return {"serial": serial, "pulled": pulled, "stored": _count(db, serial), "new_certificate": new_certificate,
+                "checkpoint": {"size": signed_head["size"], "counter": signed_head["counter"],
+                               "root": signed_head["root"]}, "warnings": warnings,
                 "head_seq": head[0] if head else None, "payload_bytes": payload, "seconds": round(seconds, 3),
                 "baudrate": client.baudrate, "efficiency": round(payload / capacity, 4) if payload else None}
     finally:
         db.close()
+
+
+def _session_identity_key(session):
+    """The public key of the identity certificate the session verified from the vendor root."""
+    from ..device import credentials
+    try:
+        return credentials.load_pem_chain(session.get("identity_chain") or "")[0].public_key()
+    except (IndexError, ValueError, credentials.CredentialError):
+        raise LogDbError("the session holds no device identity certificate; authenticate first")
+
+
+def _last_checkpoint(db, serial):
+    """The newest signed head stored for the device (the largest counter), or None."""
+    row = db.execute("SELECT signed FROM checkpoints WHERE serial=? ORDER BY counter DESC, size DESC LIMIT 1",
+                     (serial,)).fetchone()
+    return json.loads(row[0])["checkpoint"] if row else None
+
+
+def _check_against_stored(db, client, serial, head, answer, last):
+    """A new signed head against every head stored before: a shorter log is a rollback,
+    another root for a size already signed or a failed consistency proof a fork. Raises
+    ChainError naming the records; returns warnings that stop nothing."""
+    warnings = []
+    for size, root, counter in db.execute("SELECT size, root, counter FROM checkpoints WHERE serial=? AND size=?",
+                                          (serial, head["size"])):
+        if root != head["root"]:
+            raise ChainError("device %s: fork: it signed two different logs of %d records (checkpoints %d and %d); "
+                             "%s; the stored log is kept as it is"
+                             % (serial, size, counter, head["counter"],
+                                _difference(db, client, serial, size)))
+    if last is None:
+        return warnings
+    if head["size"] < last["size"]:
+        raise ChainError("device %s signs a log of %d records but signed %d before (checkpoint %d): its log was "
+                         "rolled back or replaced; records %d..%d are missing on the device; the stored log is "
+                         "kept as it is" % (serial, head["size"], last["size"], last["counter"], head["size"] + 1,
+                                            last["size"]))
+    try:
+        proof = [bytes.fromhex(h) for h in answer["consistency"]]
+    except (TypeError, ValueError):
+        proof = None
+    if answer.get("old_size") != last["size"] or proof is None or not merkle.verify_consistency(
+            last["size"], head["size"], bytes.fromhex(last["root"]), bytes.fromhex(head["root"]), proof):
+        raise ChainError("device %s: fork: its log of %d records does not extend the %d records it signed before "
+                         "(checkpoint %d); %s; the stored log is kept as it is"
+                         % (serial, head["size"], last["size"], last["counter"],
+                            _difference(db, client, serial, last["size"])))
+    if head["counter"] <= last["counter"]:
+        warnings.append("device %s: checkpoint counter went from %d back to %d: its checkpoint history was reset "
+                        "or replaced (its log still extends what it signed before)"
+                        % (serial, last["counter"], head["counter"]))
+    return warnings
+
+
+def _difference(db, client, serial, upto):
+    """Name the first record where the device's log and the stored one part."""
+    stored = {seq: bytes(raw) for seq, raw in db.execute(
+        "SELECT seq, raw FROM records WHERE device_serial=? AND seq<=? ORDER BY seq", (serial, upto))}
+    if not stored:
+        return "no records of it are stored here to compare"
+    try:
+        for records in client.stream_log(min(stored), max(stored) + 1):
+            for raw in records:
+                seq = logrecord.decode_record(raw)["seq"]
+                if seq in stored and stored[seq] != raw:
+                    return "the device's record %d differs from the stored record %d" % (seq, seq)
+    except Exception as err:  # the device cannot show them: say so, the fork stands
+        return "its records could not be compared (%s)" % err
+    return "the stored records match the device's up to record %d; the device's head differs after it" % max(stored)
+
+
+def _tree_edge(db, serial):
+    """The right edge of the tree over the stored records (rebuilt from them when the
+    stored edge is missing or does not end at the last stored record)."""
+    last = _last_record(db, serial)
+    size = last[0] if last else 0
+    first = db.execute("SELECT MIN(seq) FROM records WHERE device_serial=?", (serial,)).fetchone()[0]
+    if first not in (None, 1):
+        return None  # the device pruned records before the first pull here: no tree to extend
+    row = db.execute("SELECT size, hashes FROM tree_edges WHERE serial=?", (serial,)).fetchone()
+    if row is not None and row[0] == size:
+        data = bytes(row[1])
+        try:
+            return merkle.CompactRange(size, [data[i:i + 32] for i in range(0, len(data), 32)])
+        except merkle.MerkleError:
+            pass
+    edge = merkle.CompactRange()
+    for (raw,) in db.execute("SELECT raw FROM records WHERE device_serial=? ORDER BY seq", (serial,)):
+        edge.append(bytes(raw))
+    return edge
+
+
+def _save_tree_edge(db, serial, edge):
+    db.execute("INSERT INTO tree_edges(serial, size, hashes) VALUES(?,?,?) ON CONFLICT(serial) DO UPDATE SET "
+               "size=excluded.size, hashes=excluded.hashes", (serial, edge.size, b"".join(edge.hashes)))
+
+
+def _store_checkpoint(db, serial, answer, head, identity_chain, now_ms):
+    signed = {"checkpoint": head, "signature": answer["signature"]}
+    db.execute("INSERT OR IGNORE INTO checkpoints(serial, counter, size, root, time_ms, host_time_ms, received_ms, "
+               "signed, identity_chain) VALUES(?,?,?,?,?,?,?,?,?)",
+               (serial, head["counter"], head["size"], head["root"], head["time_ms"], head["host_time_ms"], now_ms,
+                json.dumps(signed, sort_keys=True), identity_chain))
 
 
 def _checked_content_chain(info, session):

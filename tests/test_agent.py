@@ -749,3 +749,59 @@ def test_odd_headers_get_an_answer_not_a_dropped_connection(state_dir, tmp_path,
         answer, _ = recv_message(sock)
         assert answer["ok"] is True and "status" in answer
     assert agent.process.poll() is None
+
+
+def test_a_log_shorter_than_its_signed_head_stops_sealing_and_adds_nothing(state_dir, tmp_path):
+    """A rolled-back or lost log is reported at start, never recreated or repaired over:
+    sealing stays stopped, the log stays as found, for a host to pull and report."""
+    out = tmp_path / "out"
+    agent = RunningAgent(state_dir, out)
+    try:
+        agent.start()
+        with agent.client() as client:
+            client.capture(3)
+        agent.stop()
+        agent.start()  # signs a head of 4 records at boot
+        agent.stop()
+        log_path = state_dir / "log" / "audit.log"
+        records = AuditLog(str(log_path), writable=False).read(1, 10)
+        log_path.write_bytes(b"".join(struct.pack("<I", len(r)) + r + struct.pack("<I", __import__("binascii").crc32(r))
+                                      for r in records[:2]))
+        before = log_path.read_bytes()
+        agent.start()
+        assert "holds 2 records but the device signed a head of 4" in agent.stderr()
+        with agent.client() as client:
+            assert client.status()["log_problem"].startswith("the audit log holds 2 records")
+            with pytest.raises(AgentClientError, match="sealing is stopped: the audit log holds 2 records"):
+                client.capture(1)
+        assert log_path.read_bytes() == before
+    finally:
+        agent.close()
+
+
+def test_damage_in_the_middle_stops_sealing_and_the_verified_prefix_can_be_pulled(state_dir, tmp_path, vendor_ca):
+    out = tmp_path / "out"
+    agent = RunningAgent(state_dir, out)
+    try:
+        agent.start()
+        with agent.client() as client:
+            client.capture(4)
+        agent.stop()
+        log_path = state_dir / "log" / "audit.log"
+        data = bytearray(log_path.read_bytes())
+        ends = []
+        at = 0
+        while at < len(data):
+            at += 8 + struct.unpack("<I", data[at:at + 4])[0]
+            ends.append(at)
+        data[ends[1] + 40] ^= 0x10  # inside record 3 of 5
+        log_path.write_bytes(bytes(data))
+        agent.start()
+        assert "damaged at byte %d (record 3)" % ends[1] in agent.stderr()
+        with agent.client() as client:
+            with pytest.raises(AgentClientError, match="sealing is stopped"):
+                client.capture(1)
+        state = DeviceState(state_dir)
+        assert state.log().count == 2 and log_path.read_bytes() == bytes(data)  # nothing cut
+    finally:
+        agent.close()

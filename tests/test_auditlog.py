@@ -50,14 +50,16 @@ def test_power_cut_mid_append_loses_only_the_torn_record(tmp_path, cut):
     assert logrecord.verify_chain(log.read(1, 100)) is None
 
 
-def test_damage_in_the_middle_is_refused_not_truncated(tmp_path):
+def test_damage_in_the_middle_is_reported_read_only_not_truncated(tmp_path):
     path = tmp_path / "audit.log"
     _append(AuditLog(str(path)), 4)
     data = bytearray(path.read_bytes())
     data[30] ^= 0xFF  # inside record 1, CRC not fixed
     path.write_bytes(bytes(data))
+    log = AuditLog(str(path))
+    assert log.damage["seq"] == 1 and "damaged at byte 0 (record 1)" in log.damage["message"]
     with pytest.raises(AuditLogError, match="damaged"):
-        AuditLog(str(path))
+        _append(log, 1)
     assert path.read_bytes() == bytes(data)
 
 

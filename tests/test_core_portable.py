@@ -46,3 +46,4 @@ def test_micropython_and_cpython_agree_on_every_core_result(tmp_path):
     assert theirs == ours
     assert ours["frame_round_trip"] and ours["log_chain_ok"] and ours["jpeg_digest_stable"]
     assert ours["charset_rejected"] and ours["jpeg_xmp_found"] and ours["upload_stored"]
+    assert ours["merkle_proofs_ok"]

@@ -6,14 +6,17 @@ Each record (see logrecord.py) is stored as
 
 and appended with flush + fsync before `append` returns, so a record that was
 acknowledged survives a power cut. On open, a torn tail (a partial write interrupted
-by power loss) is detected by its length or CRC and cut off; everything before it is
-kept. Records are never rewritten in place.
+by power loss) is detected by its length, CRC or chain link, moved aside (its bytes
+handed to keep_torn_tail, which stores them, before the cut) and the log continues
+after the last whole record; damage in the middle makes the log read-only, never
+shorter. Records are never rewritten in place.
 """
 
 import struct
 from binascii import crc32
 
 from . import logrecord
+from .merkle import MerkleTree
 
 try:
     from os import fsync as _fsync
@@ -21,7 +24,19 @@ except ImportError:  # MicroPython: flush() is the durability point its VFS offe
     _fsync = None
 
 _ENTRY_HEAD = "<I"
-_MAX_RECORD = 1 << 20
+
+
+def _next_entry(data, start):
+    """The offset of the first whole entry (a record's length, its CRC holding) at or
+    after `start`, or None. A torn write leaves a prefix of one entry, never a whole
+    one after it: finding one means records follow the damage."""
+    for at in range(start, len(data) - 8 - logrecord.MIN_RECORD_LEN + 1):
+        (n,) = struct.unpack(_ENTRY_HEAD, data[at:at + 4])
+        if logrecord.MIN_RECORD_LEN <= n <= logrecord.MAX_RECORD_LEN and at + 8 + n <= len(data):
+            (crc,) = struct.unpack("<I", data[at + 4 + n:at + 8 + n])
+            if crc32(data[at + 4:at + 4 + n]) & 0xFFFFFFFF == crc:
+                return at
+    return None
 
 
 class AuditLogError(Exception):
@@ -43,10 +58,13 @@ class AuditLog:
         self.path = path
         self.writable = writable
         self.torn_tail = None
+        self.torn_reason = None   # "torn" (an interrupted append) or "damaged" (a changed last record)
+        self.damage = None        # {"offset", "seq", "message"}: damage in the middle, the log is read-only
         self._keep_torn_tail = keep_torn_tail
         self._offsets = []  # file offset of each record's entry, in seq order
         self.first_seq = 1
         self.head_hash = logrecord.GENESIS_HASH
+        self.tree = MerkleTree()  # RFC 9162 tree over the records, leaf i = seq i + 1
         self._end = 0
         self._load()
 
@@ -65,44 +83,79 @@ class AuditLog:
 
     def refresh(self):
         """Take in records appended by another process since the last look (the capture
-        loop and the serial service may run apart). Cuts a torn tail; refuses a log
-        damaged in the middle rather than truncating good records after the damage."""
+        loop and the serial service may run apart).
+
+        An entry is a record only if its length is a record's, its CRC holds, and it
+        follows the chain (next seq, previous record's hash). What follows the last such
+        record is either
+          - a tail no longer than one entry: an interrupted append (torn_reason "torn")
+            or a last record whose bytes changed ("damaged"). The owner moves it aside
+            (keep_torn_tail gets the bytes first) and cuts it, so appends continue;
+          - anything longer: damage in the middle. Nothing is cut: the log becomes
+            read-only, `damage` says where, and the verified prefix is still served so
+            that a host can pull it."""
+        if self.damage is not None:
+            return
         with open(self.path, "rb") as f:
             f.seek(self._end)
             data = f.read()
         at = 0
-        while at + 4 <= len(data):
+        reason = None
+        while at < len(data):
+            if at + 4 > len(data):
+                reason = "torn"
+                break
             (n,) = struct.unpack(_ENTRY_HEAD, data[at:at + 4])
+            if not logrecord.MIN_RECORD_LEN <= n <= logrecord.MAX_RECORD_LEN:
+                reason = "damaged"
+                break
             end = at + 4 + n + 4
-            if n > _MAX_RECORD or end > len(data):
+            if end > len(data):
+                reason = "torn"
                 break
             body = data[at + 4:at + 4 + n]
             (crc,) = struct.unpack("<I", data[at + 4 + n:end])
-            if crc32(body) & 0xFFFFFFFF != crc:
-                if end < len(data):
-                    raise AuditLogError(
-                        "audit log %s is damaged at byte %d (record %d) and has records after it; "
-                        "refusing to cut them off: pull it with the host tool and keep a copy"
-                        % (self.path, self._end + at, self.next_seq))
+            if crc32(body) & 0xFFFFFFFF != crc or not self._follows(body):
+                reason = "damaged"
                 break
             if not self._offsets:
-                self.first_seq = logrecord.decode_record(body)["seq"]
+                self.first_seq = logrecord.record_link(body)[0]
             self._offsets.append(self._end + at)
             self.head_hash = logrecord.record_hash(body)
+            self.tree.append(body)
             at = end
-        if at != len(data) and self.writable:
-            # Torn tail from an interrupted write: kept aside first, then dropped so that
-            # appends continue the chain.
+        rest = len(data) - at
+        resumes = _next_entry(data, at + 1) if rest else None
+        if resumes is not None:
+            self.damage = {"offset": self._end + at, "seq": self.next_seq, "message": (
+                "audit log %s is damaged at byte %d (record %d), and records follow at byte %d; it is read-only: "
+                "its first %d records are still served, nothing is cut; pull it with the host tool and keep a copy"
+                % (self.path, self._end + at, self.next_seq, self._end + resumes, self.count))}
+            self.writable = False
+        elif rest and self.writable:
             self.torn_tail = (self._end + at, bytes(data[at:]))
+            self.torn_reason = reason
             if self._keep_torn_tail is not None:
-                self._keep_torn_tail(self._end + at, self.torn_tail[1])
+                self._keep_torn_tail(self._end + at, self.torn_tail[1])  # durable before the cut
             with open(self.path, "r+b") as f:
                 f.seek(self._end + at)
                 try:
                     f.truncate()
                 except AttributeError:  # no truncate on some MicroPython ports
                     pass
+                f.flush()
+                if _fsync is not None:
+                    _fsync(f.fileno())
         self._end += at
+
+    def _follows(self, body):
+        """The record's layout holds and it takes the next seq. (Its hash link is the
+        host's to check: a forged link is evidence to show, not storage damage to hide.)"""
+        try:
+            seq, _ = logrecord.record_link(body)
+        except logrecord.RecordError:
+            return False
+        return seq == self.next_seq if self._offsets else seq >= 1
 
     @property
     def count(self):
@@ -114,6 +167,8 @@ class AuditLog:
 
     def append(self, time_ms, content_sha256, event, produce_id, decision):
         """Append one record durably; return (seq, record bytes)."""
+        if self.damage is not None:
+            raise AuditLogError(self.damage["message"])
         if not self.writable:
             raise AuditLogError("audit log %s is open read-only: only the agent appends" % self.path)
         seq = self.next_seq
@@ -130,7 +185,29 @@ class AuditLog:
         self._offsets.append(self._end)
         self._end += len(entry)
         self.head_hash = logrecord.record_hash(record)
+        self.tree.append(record)
         return seq, record
+
+    def tree_head(self):
+        """(size, root): the Merkle tree over records 1..size, size = the last seq."""
+        self._check_tree()
+        return self.tree.size, self.tree.root()
+
+    def root(self, size):
+        self._check_tree()
+        return self.tree.root(size)
+
+    def consistency_proof(self, old_size, size):
+        self._check_tree()
+        return self.tree.consistency_proof(old_size, size)
+
+    def inclusion_proof(self, seq, size):
+        self._check_tree()
+        return self.tree.inclusion_proof(seq - 1, size)
+
+    def _check_tree(self):
+        if self.first_seq != 1:
+            raise AuditLogError("the log starts at seq %d: its tree needs the records before it" % self.first_seq)
 
     def read(self, start_seq, max_count, fits=None):
         """Return record bytes from start_seq on: at most max_count records and, if

@@ -43,6 +43,7 @@ EVENT_NAMES = {EVENT_SEAL: "seal", EVENT_REPAIR: "repair", EVENT_ENROL: "enrol",
 # whole: at a bit error rate of 1e-4 a 2 KB frame arrives intact about one time in
 # eight, an 8 KB one one time in 350. A seal record is well under 1 KB.
 MAX_RECORD_LEN = 2048
+MIN_RECORD_LEN = _HEAD_LEN + 3  # empty produce_id and decision
 
 
 class RecordError(ValueError):
@@ -97,6 +98,21 @@ def decode_record(data):
         "produce_id": produce_id,
         "decision": decision,
     }
+
+
+def record_link(data):
+    """(seq, prev_hash) of record bytes whose layout holds (version, field lengths),
+    without parsing the JSON: what the log checks for every record when it opens."""
+    if len(data) < MIN_RECORD_LEN:
+        raise RecordError("record too short")
+    version, seq, _, prev_hash, _, _ = struct.unpack(_HEAD, data[:_HEAD_LEN])
+    n = data[_HEAD_LEN]
+    if version != RECORD_VERSION or len(data) < _HEAD_LEN + 3 + n:
+        raise RecordError("not a version %d record" % RECORD_VERSION)
+    (m,) = struct.unpack("<H", data[_HEAD_LEN + 1 + n:_HEAD_LEN + 3 + n])
+    if len(data) != _HEAD_LEN + 3 + n + m:
+        raise RecordError("record length does not match its fields")
+    return seq, prev_hash
 
 
 def record_hash(data):

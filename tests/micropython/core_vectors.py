@@ -4,7 +4,7 @@
 import binascii
 import json
 
-from synthseal.device.core import aigc, auditlog, framing, handlers, jpeg, logrecord, policy, protocol, transfer
+from synthseal.device.core import aigc, auditlog, framing, handlers, jpeg, logrecord, merkle, policy, protocol, transfer
 
 
 def hx(b):
@@ -85,5 +85,13 @@ labelled = jpeg.insert_xmp(tiny, aigc.build_xmp(label))
 out["jpeg_labelled"] = hx(labelled)
 out["jpeg_digest_stable"] = jpeg.image_data_digest(tiny) == jpeg.image_data_digest(labelled)
 out["jpeg_xmp_found"] = jpeg.find_xmp(labelled) == aigc.build_xmp(label)
+
+tree = merkle.MerkleTree()
+for i in range(13):
+    tree.append(b"leaf-%d" % i)
+out["merkle_roots"] = [hx(tree.root(n)) for n in (0, 1, 7, 8, 13)]
+out["merkle_path"] = [hx(h) for h in tree.inclusion_proof(5, 11)]
+out["merkle_proofs_ok"] = merkle.verify_inclusion(5, 11, tree.leaf(5), tree.inclusion_proof(5, 11), tree.root(11)) and \
+    merkle.verify_consistency(6, 13, tree.root(6), tree.root(), tree.consistency_proof(6))
 
 print(json.dumps(out))

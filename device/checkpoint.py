@@ -1,0 +1,174 @@
+"""Signed checkpoints: the device's word, under its identity key, on what its log holds.
+
+A checkpoint is a tree head (docs/FORMATS.md, "Signed checkpoints"):
+
+    {"version": 1, "serial": "...", "size": N, "root": "<hex MTH of records 1..N>",
+     "time_ms": <device clock>, "counter": <checkpoint number, +1 each time>,
+     "host_time_ms": <the collector's clock when it asked, or null>}
+
+signed with ECDSA P-256 / SHA-256 by the device identity key over
+
+    b"synthseal-checkpoint/1\\x00" + the body as JSON, keys sorted, no spaces
+
+(the label keeps a checkpoint signature from ever passing as a session signature, which
+signs b"device" + transcript). The device makes one at boot, periodically while it
+seals, and at every pull (then with the host's time beside its own, so an auditor can
+correct a wrong device clock).
+
+Where they are kept: `<state>/log/checkpoints.jsonl`, one signed checkpoint per line,
+appended and fsynced, never rewritten. A separate file rather than log records, so a
+checkpoint never changes the tree it signs and a pull that finds nothing new adds no
+record; its last line is what the agent checks the log against at start (a log shorter
+than its last signed head, or with another root at that size, is a rollback).
+
+One definition for both ends: the host verifies with `verify_checkpoint` from here.
+"""
+
+import json
+import os
+import threading
+import time
+
+from .core import merkle
+
+CHECKPOINT_VERSION = 1
+SIGNING_LABEL = b"synthseal-checkpoint/1\x00"
+_FIELDS = ("version", "serial", "size", "root", "time_ms", "counter", "host_time_ms")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that does not parse or whose signature does not hold."""
+
+
+def canonical(body):
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def signing_bytes(body):
+    return SIGNING_LABEL + canonical(body)
+
+
+def parse_signed(signed):
+    """Check the shape of {"checkpoint": body, "signature": hex}; return (body, signature bytes)."""
+    if not isinstance(signed, dict) or not isinstance(signed.get("checkpoint"), dict):
+        raise CheckpointError("a signed checkpoint is an object with 'checkpoint' and 'signature'")
+    body = signed["checkpoint"]
+    if sorted(body) != sorted(_FIELDS) or body["version"] != CHECKPOINT_VERSION:
+        raise CheckpointError("checkpoint fields are not those of version %d: %s" % (CHECKPOINT_VERSION, sorted(body)))
+    for name in ("size", "time_ms", "counter"):
+        if not isinstance(body[name], int) or isinstance(body[name], bool) or body[name] < 0:
+            raise CheckpointError("checkpoint %s must be a non-negative integer" % name)
+    if body["host_time_ms"] is not None and not isinstance(body["host_time_ms"], int):
+        raise CheckpointError("checkpoint host_time_ms must be an integer or null")
+    try:
+        root = bytes.fromhex(body["root"])
+        signature = bytes.fromhex(signed.get("signature"))
+    except (TypeError, ValueError):
+        raise CheckpointError("checkpoint root or signature is not hex")
+    if len(root) != merkle.HASH_LEN or not isinstance(body["serial"], str):
+        raise CheckpointError("checkpoint root must be 32 bytes and serial a string")
+    return body, signature
+
+
+def verify_checkpoint(signed, public_key):
+    """Return the checkpoint body if `signed` is signed by `public_key` (the identity
+    certificate's key, checked by the caller against the vendor root); else raise."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    body, signature = parse_signed(signed)
+    try:
+        public_key.verify(signature, signing_bytes(body), ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError, TypeError):
+        raise CheckpointError("checkpoint %d (size %d) is not signed by this device's identity key"
+                              % (body["counter"], body["size"]))
+    return body
+
+
+class CheckpointStore:
+    """The device's signed checkpoints, appended one JSON line each, fsynced."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._lock = threading.Lock()
+
+    def all(self):
+        """Every whole, parseable line in order (a torn last line is skipped, not cut)."""
+        try:
+            with open(self.path, "rb") as f:
+                lines = f.read().split(b"\n")
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line.decode()))
+            except (ValueError, UnicodeError):
+                continue
+        return out
+
+    def last(self):
+        signed = self.all()
+        return signed[-1] if signed else None
+
+    def append(self, signed):
+        data = canonical(signed) + b"\n"
+        with open(self.path, "ab") as f:
+            if f.tell() > 0:
+                with open(self.path, "rb") as r:
+                    r.seek(-1, 2)
+                    if r.read(1) != b"\n":
+                        data = b"\n" + data  # after a torn line: start a fresh one, keep the torn bytes
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the checkpoint is on storage before it is served
+
+
+def sign_checkpoint(state, log, host_time_ms=None, clock=time.time):
+    """Sign the log's current tree head with the identity key, keep it, return it."""
+    store = state.checkpoints()
+    with store._lock:
+        last = store.last()
+        problem = check_log_against_checkpoint(log, last)
+        if problem is not None:  # never sign over a rollback: that would launder it
+            raise CheckpointError(problem)
+        size, root = log.tree_head()
+        counter = (last["checkpoint"]["counter"] + 1) if last else 1
+        body = {"version": CHECKPOINT_VERSION, "serial": state.serial(), "size": size, "root": root.hex(),
+                "time_ms": int(clock() * 1000), "counter": counter, "host_time_ms": host_time_ms}
+        signed = {"checkpoint": body, "signature": state.sign_identity(SIGNING_LABEL, canonical(body)).hex()}
+        store.append(signed)
+    return signed
+
+
+def check_log_against_checkpoint(log, signed):
+    """At start: the log must still hold the tree its last signed checkpoint names.
+    Returns None, or a one-line report of the rollback."""
+    if signed is None:
+        return None
+    body = signed["checkpoint"]
+    size = body["size"]
+    have = log.next_seq - 1
+    if have < size:
+        return ("the audit log holds %d records but the device signed a head of %d records (checkpoint %d): "
+                "records %d..%d are gone; the log was rolled back, replaced or lost"
+                % (have, size, body["counter"], have + 1, size))
+    if size and log.root(size).hex() != body["root"]:
+        return ("the audit log's first %d records differ from those the device signed (checkpoint %d): "
+                "the log was rewritten" % (size, body["counter"]))
+    return None
+
+
+def answer_request(state, log, request):
+    """The CHECKPOINT request (docs/PROTOCOL.md): a fresh signed head, and the
+    consistency proof from the head the host saw last."""
+    old_size = request.get("old_size", 0)
+    host_time_ms = request.get("host_time_ms")
+    if not isinstance(old_size, int) or old_size < 0:
+        raise CheckpointError("old_size must be a non-negative integer")
+    if host_time_ms is not None and not isinstance(host_time_ms, int):
+        raise CheckpointError("host_time_ms must be an integer or null")
+    signed = sign_checkpoint(state, log, host_time_ms)
+    size = signed["checkpoint"]["size"]
+    proof = log.consistency_proof(old_size, size) if old_size <= size else []
+    return dict(signed, old_size=old_size, consistency=[h.hex() for h in proof])
