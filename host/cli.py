@@ -203,6 +203,7 @@ def cmd_info(args):
 
 
 def cmd_pull(args):
+    from .client import shown
     from .logdb import pull
     bar = ProgressBar()
     try:
@@ -214,6 +215,12 @@ def cmd_pull(args):
         return
     print("device %s: %d new records verified and stored; %d in %s" % (summary["serial"], summary["pulled"],
                                                                      summary["stored"], args.db))
+    checkpoint = summary.get("checkpoint")
+    if checkpoint:
+        print("signed tree head: %d records, root %s, checkpoint %d (signature and consistency checked)"
+              % (checkpoint["size"], checkpoint["root"][:16], checkpoint["counter"]))
+    for warning in summary.get("warnings") or ():
+        print("warning: %s" % shown(warning, 500))
     if summary.get("new_certificate"):
         print("device %s shows a new content-signing certificate (a key rotation), checked against the vendor "
               "root; the earlier ones are kept for the files they sealed" % summary["serial"])

@@ -143,6 +143,10 @@ def run_demo(out, frames=6):
                 summary = pull(host, db)
                 host.transport.close()
                 print("    %d records pulled, hash chain verified, stored in %s" % (summary["pulled"], db))
+                print("    signed tree head: %d records, root %s..., checkpoint %d, signed by the device's identity key "
+                      "and consistent with the last one the host saw" % (
+                          summary["checkpoint"]["size"], summary["checkpoint"]["root"][:16],
+                          summary["checkpoint"]["counter"]))
                 print("    %d bytes of records in %.2f s (a log this small is mostly the handshake); "
                       "the line flipped %d bits, and any frame they damaged was asked for again"
                       % (summary["payload_bytes"], summary["seconds"],
