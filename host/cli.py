@@ -239,13 +239,19 @@ def cmd_upload(args):
     print("%s stored on the device as %s (SHA-256 %s verified)" % (args.file, name, digest.hex()))
 
 
-def cmd_log_check(args):
-    from .logdb import check_chain
-    problems = check_chain(args.db, args.serial)
+def cmd_log_verify(args):
+    """`log verify` (and its older name `log-check`): the stored log against the signed heads."""
+    from .logdb import verify_log
+    anchors = _read(args.trust_anchor, "trust anchor") if getattr(args, "trust_anchor", None) else None
+    problems = verify_log(args.db, args.serial, anchors)
     for problem in problems:
         print("FAIL %s" % problem)
     if not problems:
-        print("hash chains hold for every stored record in %s" % args.db)
+        print("hash chains hold for every stored record in %s, and every stored signed tree head re-checks: "
+              "signature, columns, and the Merkle root of the records it covers" % args.db)
+        if anchors is None:
+            print("note: the identity certificates were taken from the database; give --trust-anchor to check "
+                  "them against the vendor root")
     return 1 if problems else 0
 
 
@@ -520,10 +526,21 @@ def build_parser():
     p.add_argument("--name", help="name on the device (default: the file's name)")
     p.set_defaults(func=cmd_upload)
 
-    p = sub.add_parser("log-check", help="re-verify every stored record's hash and chain link")
-    p.add_argument("--db", required=True, help="SQLite file written by `pull`")
-    p.add_argument("--serial", help="only this device")
-    p.set_defaults(func=cmd_log_check)
+    def add_log_verify_options(p):
+        p.add_argument("--db", required=True, help="SQLite file written by `pull`")
+        p.add_argument("--serial", help="only this device")
+        p.add_argument("--trust-anchor", metavar="PEM", help="the vendor root: the stored identity certificates "
+                                                             "must chain to it (else they are taken as stored)")
+        p.set_defaults(func=cmd_log_verify)
+
+    p = sub.add_parser("log-check", help="the same as `log verify` (its older name)")
+    add_log_verify_options(p)
+
+    log = sub.add_parser("log", help="the pulled audit log: verify, prove a file's record, export").add_subparsers(
+        dest="log_command", required=True)
+    p = log.add_parser("verify", help="re-check the stored log offline against the device's signed tree heads: "
+                                      "record bytes and columns, hash chain, checkpoint signatures, Merkle roots")
+    add_log_verify_options(p)
 
     p = sub.add_parser("verify", help="verify sealed files: C2PA, AIGC labels, device signature, audit log")
     p.add_argument("files", nargs="+", metavar="FILE")

@@ -386,41 +386,164 @@ def _count(db, serial):
     return db.execute("SELECT COUNT(*) FROM records WHERE device_serial=?", (serial,)).fetchone()[0]
 
 
-def check_chain(db_path, serial=None):
-    """Re-verify stored logs. Returns a list of problems (empty when all hold), each
-    naming the device and the record."""
+def check_chain(db_path, serial=None, anchors=None):
+    """`log-check`: the same re-verification as `log verify` (verify_log)."""
+    return verify_log(db_path, serial, anchors)
+
+
+def verify_log(db_path, serial=None, anchors=None):
+    """Re-verify stored logs offline, trusting nothing the database says about itself.
+    Returns a list of problems (empty when all hold), each naming the device and the
+    record or checkpoint.
+
+    Per device: every record parses, matches the hash and the decoded columns stored
+    beside it, and links to the one before; the chain reaches the head the device
+    reported at the last complete pull; every stored signed checkpoint still carries
+    its device signature (identity certificate stored beside it, checked against
+    `anchors` -- the vendor root PEM -- when given), its columns are the signed ones,
+    and the stored records 1..size hash (RFC 9162) to the root it signs; no stored
+    record lies beyond the newest signed head."""
     db = open_readonly(db_path)
     problems = []
     try:
-        serials = [serial] if serial else [r[0] for r in db.execute("SELECT serial FROM devices ORDER BY serial")]
-        for dev in serials:
+        known = [r[0] for r in db.execute("SELECT serial FROM devices ORDER BY serial")]
+        if serial is not None and serial not in known:
+            return ["device %s: no such device in %s (devices: %s); nothing was verified"
+                    % (serial, db_path, ", ".join(known) or "none")]
+        for dev in [serial] if serial else known:
             rows = db.execute("SELECT seq, produce_id, content_sha256, decision, record_hash, raw FROM records "
                               "WHERE device_serial=? ORDER BY seq", (dev,)).fetchall()
-            if not rows:
-                continue
-            raws = [bytes(r[5]) for r in rows]
-            for seq, produce_id, content, decision, stored_hash, raw in rows:
-                raw = bytes(raw)
-                try:
-                    rec = logrecord.decode_record(raw)
-                except logrecord.RecordError as err:
-                    problems.append("device %s, record %d: does not parse: %s" % (dev, seq, err))
-                    continue
-                if logrecord.record_hash(raw).hex() != stored_hash:
-                    problems.append("device %s, record %d: its bytes no longer match the hash recorded at pull" % (dev, seq))
-                if (rec["seq"], rec["produce_id"], rec["content_sha256"].hex(),
-                        json.dumps(rec["decision"], sort_keys=True)) != (seq, produce_id, content, decision):
-                    problems.append("device %s, record %d: its columns differ from the signed-off record bytes" % (dev, seq))
-            try:
-                anchor = logrecord.GENESIS_HASH if rows[0][0] == 1 else logrecord.decode_record(raws[0])["prev_hash"]
-            except logrecord.RecordError:
-                continue  # already reported above
-            failure = logrecord.verify_chain(raws, anchor)
-            if failure is not None:
-                problems.append("device %s, record %s: %s" % (dev, failure[1], failure[2]))
+            problems.extend(_check_records(dev, rows))
             problems.extend(_check_head(db, dev, rows))
+            problems.extend(_check_signed_heads(db, dev, rows, anchors))
     finally:
         db.close()
+    return problems
+
+
+def _check_records(dev, rows):
+    """Each record against its stored columns, and the hash chain through them."""
+    problems = []
+    if not rows:
+        return problems
+    raws = [bytes(r[5]) for r in rows]
+    for seq, produce_id, content, decision, stored_hash, raw in rows:
+        raw = bytes(raw)
+        try:
+            rec = logrecord.decode_record(raw)
+        except logrecord.RecordError as err:
+            problems.append("device %s, record %d: does not parse: %s" % (dev, seq, err))
+            continue
+        if logrecord.record_hash(raw).hex() != stored_hash:
+            problems.append("device %s, record %d: its bytes no longer match the hash recorded at pull" % (dev, seq))
+        if (rec["seq"], rec["produce_id"], rec["content_sha256"].hex(),
+                json.dumps(rec["decision"], sort_keys=True)) != (seq, produce_id, content, decision):
+            problems.append("device %s, record %d: its columns differ from the signed-off record bytes" % (dev, seq))
+    try:
+        anchor = logrecord.GENESIS_HASH if rows[0][0] == 1 else logrecord.decode_record(raws[0])["prev_hash"]
+    except logrecord.RecordError:
+        return problems  # already reported above
+    failure = logrecord.verify_chain(raws, anchor)
+    if failure is not None:
+        problems.append("device %s, record %s: %s" % (dev, failure[1], failure[2]))
+    return problems
+
+
+def stored_checkpoints(db, serial):
+    """The signed heads stored for a device, smallest first: (columns dict, signed dict,
+    identity chain PEM); a row whose signed text does not parse has signed None."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "checkpoints" not in tables:
+        return []
+    out = []
+    for counter, size, root, time_ms, host_time_ms, received_ms, signed, chain in db.execute(
+            "SELECT counter, size, root, time_ms, host_time_ms, received_ms, signed, identity_chain FROM checkpoints "
+            "WHERE serial=? ORDER BY size, counter", (serial,)):
+        try:
+            parsed = json.loads(signed)
+        except (TypeError, ValueError):
+            parsed = None
+        out.append(({"counter": counter, "size": size, "root": root, "time_ms": time_ms,
+                     "host_time_ms": host_time_ms, "received_ms": received_ms}, parsed, chain))
+    return out
+
+
+def checkpoint_signer(chain_pem, serial, anchors=None, at_ms=None):
+    """The public key that signs a device's checkpoints: the leaf of its identity chain,
+    checked against the vendor root `anchors` when given. Raises CredentialError."""
+    import datetime
+    from ..device import credentials
+    chain = credentials.load_pem_chain(chain_pem or "")
+    if not chain:
+        raise credentials.CredentialError("no identity certificate")
+    if anchors is not None:
+        at = None if at_ms is None else datetime.datetime.fromtimestamp(at_ms / 1000.0, datetime.timezone.utc)
+        credentials.verify_chain(chain, credentials.load_pem_chain(anchors), credentials.PURPOSE_IDENTITY, at)
+    if credentials.cert_serial(chain[0]) != serial:
+        raise credentials.CredentialError("the identity certificate names device %r" % credentials.cert_serial(chain[0]))
+    return chain[0].public_key()
+
+
+def _check_signed_heads(db, dev, rows, anchors):
+    """The stored checkpoints against their signatures and the stored records."""
+    from ..device import credentials
+    heads = stored_checkpoints(db, dev)
+    last_seq = rows[-1][0] if rows else 0
+    if not heads:
+        if rows:
+            return ["device %s, records %d..%d: no signed tree head is stored for them, so nothing ties them to "
+                    "the device's signature; pull again to anchor them" % (dev, rows[0][0], last_seq)]
+        return []
+    problems = []
+    good = []
+    for columns, signed, chain in heads:
+        name = "device %s, checkpoint %d (size %d)" % (dev, columns["counter"], columns["size"])
+        try:
+            body, _ = checkpoints.parse_signed(signed)
+        except checkpoints.CheckpointError as err:
+            problems.append("%s: the stored signed checkpoint does not parse: %s" % (name, err))
+            continue
+        if body["serial"] != dev or any(body[k] != columns[k] for k in ("counter", "size", "root", "time_ms",
+                                                                          "host_time_ms")):
+            problems.append("%s: its columns differ from the checkpoint the device signed" % name)
+        try:
+            key = checkpoint_signer(chain, dev, anchors, columns["received_ms"])
+            checkpoints.verify_checkpoint(signed, key)
+        except (credentials.CredentialError, ValueError) as err:
+            problems.append("%s: its identity certificate does not hold: %s" % (name, err))
+            continue
+        except checkpoints.CheckpointError as err:
+            problems.append("%s: %s" % (name, err))
+            continue
+        good.append(body)
+    # Recompute the RFC 9162 root of the stored records at every signed size.
+    if rows and rows[0][0] != 1:
+        problems.append("device %s: records 1..%d are not stored here (pruned on the device before the first pull, "
+                        "or deleted here): the signed roots cannot be recomputed; records %d..%d rest on their hash "
+                        "chain alone" % (dev, rows[0][0] - 1, rows[0][0], last_seq))
+        return problems
+    tree = merkle.CompactRange()
+    at = 0
+    for body in sorted(good, key=lambda b: b["size"]):
+        if body["size"] > len(rows):
+            problems.append("device %s, checkpoint %d: the device signed %d records but only %d are stored here: "
+                            "records %d..%d are missing" % (dev, body["counter"], body["size"], len(rows),
+                                                           len(rows) + 1, body["size"]))
+            continue
+        while at < body["size"]:
+            if rows[at][0] != at + 1:
+                break  # a missing seq: the root below differs, and the chain check named it
+            tree.append(bytes(rows[at][5]))
+            at += 1
+        if at != body["size"] or tree.root().hex() != body["root"]:
+            problems.append("device %s, checkpoint %d: the stored records 1..%d do not hash to the root the device "
+                            "signed: a record among them was edited, removed or inserted here"
+                            % (dev, body["counter"], body["size"]))
+    covered = max([b["size"] for b in good] or [0])
+    if last_seq > covered:
+        problems.append("device %s, records %d..%d: not covered by any valid signed tree head stored here "
+                        "(an interrupted pull, or a head removed); pull again to anchor them"
+                        % (dev, covered + 1, last_seq))
     return problems
 
 

@@ -27,7 +27,7 @@ def test_help_explains_every_command(tool):
     # argparse lists each subcommand at a 4-space indent, its description beside or below.
     listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ") and line[4] != " "}
     assert listed >= {"host": {"ports", "info", "provision", "configure", "rotate", "decommission",
-                               "pull", "upload", "verify", "log-check", "ca", "devices", "demo"},
+                               "pull", "upload", "verify", "log-check", "log", "ca", "devices", "demo"},
                       "device": {"init", "run", "status", "capture", "info"}}[tool], result.stdout
 
 

@@ -1,0 +1,186 @@
+"""The host's offline log tools: `log verify` re-checks a pulled log against the
+device's signed tree heads without trusting the database; `log prove` gives a third
+party the inclusion proof of a sealed file's record; `log export` writes it out for
+auditors."""
+
+import datetime
+import json
+import shutil
+import sqlite3
+
+import pytest
+
+from synthseal.device.core import logrecord
+from synthseal.device.service import DeviceAnswers
+from synthseal.host import logdb
+from synthseal.host.client import DeviceClient
+from synthseal.host.simlink import LoopbackTransport
+from tests.conftest import make_device
+from tests.test_cli import run
+
+
+def _client(state):
+    client = DeviceClient(LoopbackTransport(DeviceAnswers(state).answer), give_up_after=5)
+    client.authenticate(state.test_vendor.operator, state.test_vendor.root_pem)
+    return client
+
+
+def _append(state, n, tag="a"):
+    log = state.log()
+    for _ in range(n):
+        seq = log.next_seq
+        log.append(1700000000000 + seq, bytes([seq % 256]) * 32, logrecord.EVENT_SEAL,
+                   "%s-%s-%08d" % (state.serial(), tag, seq), {"rule": "rig", "tag": tag})
+
+
+@pytest.fixture(scope="module")
+def pulled(tmp_path_factory, vendor_ca):
+    """A device with 12 records pulled in three steps (three signed heads stored)."""
+    base = tmp_path_factory.mktemp("pulled")
+    state = make_device(base / "device", vendor_ca)
+    db = base / "audit.sqlite"
+    client = _client(state)
+    for grow in (3, 4, 4):
+        _append(state, grow)
+        logdb.pull(client, db)
+    return {"state": state, "db": db, "base": base}
+
+
+@pytest.fixture
+def db(pulled, tmp_path):
+    copy = tmp_path / "audit.sqlite"
+    shutil.copy(pulled["db"], copy)
+    return copy
+
+
+def _sql(db, statement, *args):
+    con = sqlite3.connect(db)
+    con.execute(statement, args)
+    con.commit()
+    con.close()
+
+
+def test_an_untouched_pulled_log_verifies_against_the_vendor_root(db, vendor_ca):
+    assert logdb.verify_log(db) == []
+    assert logdb.verify_log(db, anchors=vendor_ca.root_pem) == []
+    heads = sqlite3.connect(db).execute("SELECT size FROM checkpoints ORDER BY size").fetchall()
+    assert [h[0] for h in heads] == [4, 8, 12]
+
+
+def test_a_forged_newest_record_with_its_head_anchor_rewritten_breaks_the_signed_root(db):
+    # The forger edits the newest record and fixes everything the database holds about
+    # it: the stored hash, the decoded columns and the head anchor of the last pull.
+    con = sqlite3.connect(db)
+    seq, raw = con.execute("SELECT seq, raw FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+    forged = bytes(raw).replace(b'"tag": "a"', b'"tag": "b"')
+    decision = json.dumps(logrecord.decode_record(forged)["decision"], sort_keys=True)
+    h = logrecord.record_hash(forged).hex()
+    con.execute("UPDATE records SET raw=?, record_hash=?, decision=? WHERE seq=?", (forged, h, decision, seq))
+    con.execute("UPDATE devices SET head_hash=?", (h,))
+    con.commit()
+    problems = logdb.verify_log(db)
+    assert problems == ["device TEST-0001, checkpoint 3: the stored records 1..12 do not hash to the root the device "
+                        "signed: a record among them was edited, removed or inserted here"]
+
+
+def test_a_deleted_newest_record_and_head_is_named_by_the_signed_size(db):
+    _sql(db, "DELETE FROM records WHERE seq=12")
+    _sql(db, "UPDATE devices SET head_seq=11, head_hash=(SELECT record_hash FROM records WHERE seq=11)")
+    problems = logdb.verify_log(db)
+    assert any("signed 12 records but only 11 are stored here: records 12..12 are missing" in p for p in problems)
+
+
+def test_an_edited_column_is_named(db):
+    _sql(db, "UPDATE records SET content_sha256=? WHERE seq=5", "ab" * 32)
+    assert logdb.verify_log(db) == ["device TEST-0001, record 5: its columns differ from the signed-off record bytes"]
+
+
+@pytest.mark.parametrize("column, value", [("root", "00" * 32), ("size", 5), ("host_time_ms", 1)])
+def test_an_edited_checkpoint_column_is_named(db, column, value):
+    _sql(db, "UPDATE checkpoints SET %s=? WHERE counter=(SELECT MAX(counter) FROM checkpoints)" % column, value)
+    problems = logdb.verify_log(db)
+    assert any("its columns differ from the checkpoint the device signed" in p for p in problems), problems
+
+
+def test_an_edited_signed_checkpoint_fails_its_signature(db):
+    con = sqlite3.connect(db)
+    signed = json.loads(con.execute("SELECT signed FROM checkpoints WHERE size=12").fetchone()[0])
+    signed["checkpoint"]["time_ms"] += 1
+    con.execute("UPDATE checkpoints SET signed=?, time_ms=time_ms+1 WHERE size=12", (json.dumps(signed),))
+    con.commit()
+    problems = logdb.verify_log(db)
+    assert problems[0] == ("device TEST-0001, checkpoint 3 (size 12): checkpoint 3 (size 12) is not signed by this "
+                           "device's identity key")
+    assert problems[1].startswith("device TEST-0001, records 9..12: not covered by any valid signed tree head")
+
+
+def test_removed_signed_heads_leave_records_unanchored(db):
+    _sql(db, "DELETE FROM checkpoints WHERE size=12")
+    assert logdb.verify_log(db) == ["device TEST-0001, records 9..12: not covered by any valid signed tree head "
+                                    "stored here (an interrupted pull, or a head removed); pull again to anchor them"]
+    _sql(db, "DELETE FROM checkpoints")
+    assert logdb.verify_log(db) == ["device TEST-0001, records 1..12: no signed tree head is stored for them, so "
+                                    "nothing ties them to the device's signature; pull again to anchor them"]
+
+
+def _self_made_identity(serial):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "forger"),
+                      x509.NameAttribute(NameOID.SERIAL_NUMBER, serial)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+    return key, cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_a_log_re_signed_with_a_forgers_key_is_found_with_the_vendor_root(db, vendor_ca):
+    """Whoever rewrites the whole database -- records, heads, identity certificate --
+    still cannot make a certificate that chains to the vendor root."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from synthseal.device import checkpoint
+    from synthseal.device.core import merkle
+    key, chain = _self_made_identity("TEST-0001")
+    con = sqlite3.connect(db)
+    raw = bytes(con.execute("SELECT raw FROM records WHERE seq=12").fetchone()[0])
+    forged = raw.replace(b'"tag": "a"', b'"tag": "b"')
+    h = logrecord.record_hash(forged).hex()
+    con.execute("UPDATE records SET raw=?, record_hash=?, decision=? WHERE seq=12",
+                (forged, h, json.dumps(logrecord.decode_record(forged)["decision"], sort_keys=True)))
+    con.execute("UPDATE devices SET head_hash=?", (h,))
+    raws = [bytes(r[0]) for r in con.execute("SELECT raw FROM records ORDER BY seq")]
+    for (signed_text,) in con.execute("SELECT signed FROM checkpoints").fetchall():
+        signed = json.loads(signed_text)
+        body = signed["checkpoint"]
+        tree = merkle.CompactRange()
+        for raw in raws[:body["size"]]:
+            tree.append(raw)
+        body["root"] = tree.root().hex()
+        signed["signature"] = key.sign(checkpoint.signing_bytes(body), ec.ECDSA(hashes.SHA256())).hex()
+        con.execute("UPDATE checkpoints SET signed=?, identity_chain=?, root=? WHERE signed=?",
+                    (json.dumps(signed), chain, body["root"], signed_text))
+    con.commit()
+    assert logdb.verify_log(db) == []  # consistent in itself: the database alone cannot tell
+    problems = logdb.verify_log(db, anchors=vendor_ca.root_pem)
+    assert len(problems) == 4 and all("identity certificate does not hold" in p and "refused" in p
+                                      for p in problems[:3]), problems
+    assert "records 1..12: not covered by any valid signed tree head" in problems[3]
+
+
+def test_log_verify_on_the_command_line(db, vendor_ca, tmp_path):
+    anchor = tmp_path / "root.pem"
+    anchor.write_text(vendor_ca.root_pem)
+    ok = run("host", "log", "verify", "--db", db, "--trust-anchor", anchor)
+    assert ok.returncode == 0 and "every stored signed tree head re-checks" in ok.stdout and "note" not in ok.stdout
+    assert run("host", "log-check", "--db", db).returncode == 0  # the older name, the same check
+    missing = run("host", "log", "verify", "--db", db, "--serial", "NOPE")
+    assert missing.returncode == 1 and "device NOPE: no such device" in missing.stdout
+    _sql(db, "UPDATE checkpoints SET root=? WHERE size=8", "11" * 32)
+    for command in (["log", "verify"], ["log-check"]):
+        bad = run("host", *command, "--db", db)
+        assert bad.returncode == 1 and "FAIL device TEST-0001, checkpoint 2 (size 8): its columns differ" in bad.stdout
