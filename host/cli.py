@@ -255,6 +255,46 @@ def cmd_log_verify(args):
     return 1 if problems else 0
 
 
+def cmd_log_prove(args):
+    from .logproof import prove_file, write_proof
+    proof = prove_file(args.db, args.file)
+    body = proof["checkpoint"]["checkpoint"]
+    if args.out:
+        write_proof(proof, args.out)
+        print("%s: record %d of device %s is in the tree head of %d records the device signed (checkpoint %d); "
+              "proof written to %s (%d hashes in its audit path)" % (args.file, proof["seq"], proof["serial"],
+                                                                     body["size"], body["counter"], args.out,
+                                                                     len(proof["audit_path"])))
+    else:
+        print(json.dumps(proof, indent=2, sort_keys=True))
+
+
+def cmd_log_check_proof(args):
+    from .logproof import ProofError, check_proof, file_sha256
+    try:
+        with open(args.proof) as f:
+            proof = json.load(f)
+    except ValueError as err:
+        raise ValueError("%s is not JSON: %s" % (args.proof, err))
+    try:
+        rec = check_proof(proof, _read(args.trust_anchor, "trust anchor"),
+                          file_sha256(args.file) if args.file else None)
+    except ProofError as err:
+        print("FAIL %s: %s" % (args.proof, err))
+        return 1
+    body = proof["checkpoint"]["checkpoint"]
+    print("OK %s: record %d (%s, content SHA-256 %s) of device %s is in the tree head of %d records it signed "
+          "(checkpoint %d), identity certificate checked against %s%s"
+          % (args.proof, rec["seq"], logrecord_event(rec), rec["content_sha256"].hex(), body["serial"], body["size"],
+             body["counter"], args.trust_anchor, "; it is the seal record of %s" % args.file if args.file else ""))
+    return 0
+
+
+def logrecord_event(rec):
+    from ..device.core.logrecord import EVENT_NAMES
+    return EVENT_NAMES.get(rec["event"], "event %d" % rec["event"])
+
+
 def cmd_verify(args):
     from .logdb import open_readonly
     from .verify import verify_file
@@ -542,6 +582,18 @@ def build_parser():
                                       "record bytes and columns, hash chain, checkpoint signatures, Merkle roots")
     add_log_verify_options(p)
 
+    p = log.add_parser("prove", help="the inclusion proof that a sealed file's record is in a tree head its device "
+                                     "signed, for a third party (docs/FORMATS.md)")
+    p.add_argument("file", metavar="FILE", help="the sealed file (found in the log by its SHA-256)")
+    p.add_argument("--db", required=True, help="SQLite file written by `pull`")
+    p.add_argument("--out", help="write the proof here (default: print it)")
+    p.set_defaults(func=cmd_log_prove)
+    p = log.add_parser("check-proof", help="check an inclusion proof from `log prove`")
+    p.add_argument("proof", metavar="PROOF", help="the proof JSON")
+    p.add_argument("--trust-anchor", required=True, metavar="PEM", help="the vendor root")
+    p.add_argument("--file", help="also check that the proved record is this file's seal record")
+    p.set_defaults(func=cmd_log_check_proof)
+
     p = sub.add_parser("verify", help="verify sealed files: C2PA, AIGC labels, device signature, audit log")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--trust-anchor", required=True, help="PEM file of the vendor root certificate(s)")
@@ -598,13 +650,14 @@ def main(argv=None):
     from .client import HostError
     from .inventory import InventoryError
     from .logdb import ChainError, LogDbError
+    from .logproof import ProofError
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
     except ChainError as err:
         print("error: audit log chain broken: %s" % err, file=sys.stderr)
         return 1
-    except (HostError, CAError, CredentialError, InventoryError, LogDbError, OSError, ValueError) as err:
+    except (HostError, CAError, CredentialError, InventoryError, LogDbError, ProofError, OSError, ValueError) as err:
         print("error: %s" % err, file=sys.stderr)
         return 2
 

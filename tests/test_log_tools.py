@@ -4,6 +4,7 @@ party the inclusion proof of a sealed file's record; `log export` writes it out 
 auditors."""
 
 import datetime
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -25,11 +26,15 @@ def _client(state):
     return client
 
 
+def _content(seq):
+    return b"the file sealed as record %d" % seq
+
+
 def _append(state, n, tag="a"):
     log = state.log()
     for _ in range(n):
         seq = log.next_seq
-        log.append(1700000000000 + seq, bytes([seq % 256]) * 32, logrecord.EVENT_SEAL,
+        log.append(1700000000000 + seq, hashlib.sha256(_content(seq)).digest(), logrecord.EVENT_SEAL,
                    "%s-%s-%08d" % (state.serial(), tag, seq), {"rule": "rig", "tag": tag})
 
 
@@ -184,3 +189,106 @@ def test_log_verify_on_the_command_line(db, vendor_ca, tmp_path):
     for command in (["log", "verify"], ["log-check"]):
         bad = run("host", *command, "--db", db)
         assert bad.returncode == 1 and "FAIL device TEST-0001, checkpoint 2 (size 8): its columns differ" in bad.stdout
+
+
+def _doc_checker():
+    """The third party's lines from docs/FORMATS.md, exactly as printed there."""
+    from tests.test_cli import ROOT
+    text = (ROOT / "docs" / "FORMATS.md").read_text()
+    section = text[text.index("## Inclusion proofs"):]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    code = code[:code.index("```")]
+    namespace = {}
+    exec(compile(code, "FORMATS.md", "exec"), namespace)
+    return namespace["check_synthseal_proof"]
+
+
+@pytest.fixture
+def proved(db, tmp_path):
+    from synthseal.host import logproof
+    sealed_file = tmp_path / "photo.jpg"
+    sealed_file.write_bytes(_content(6))
+    return logproof.prove_file(db, sealed_file), sealed_file
+
+
+def test_a_proof_names_the_file_s_record_in_the_newest_signed_head(proved, vendor_ca):
+    from synthseal.host import logproof
+    proof, sealed_file = proved
+    assert (proof["seq"], proof["index"], proof["checkpoint"]["checkpoint"]["size"]) == (6, 5, 12)
+    assert len(proof["audit_path"]) == 4  # ceil(log2 12)
+    rec = logproof.check_proof(proof, vendor_ca.root_pem, logproof.file_sha256(sealed_file))
+    assert rec["seq"] == 6
+    # the lines a third party copies from the documentation agree
+    assert _doc_checker()(proof, vendor_ca.root_pem.encode()) == hashlib.sha256(_content(6)).hexdigest()
+
+
+def _tampered(proof, how):
+    import base64
+    proof = json.loads(json.dumps(proof))
+    if how == "record":
+        raw = bytearray(base64.b64decode(proof["record"]))
+        raw[-3] ^= 1
+        proof["record"] = base64.b64encode(bytes(raw)).decode()
+    elif how == "index":
+        proof["index"] += 1
+    elif how == "path":
+        proof["audit_path"][1] = "00" * 32
+    elif how == "short-path":
+        proof["audit_path"].pop()
+    elif how == "root":
+        proof["checkpoint"]["checkpoint"]["root"] = "00" * 32
+    elif how == "size":
+        proof["checkpoint"]["checkpoint"]["size"] = 13
+    elif how == "signature":
+        proof["checkpoint"]["signature"] = proof["checkpoint"]["signature"][:-2] + "00"
+    elif how == "chain":
+        proof["identity_chain"] = _self_made_identity("TEST-0001")[1]
+    return proof
+
+
+@pytest.mark.parametrize("how", ["record", "index", "path", "short-path", "root", "size", "signature", "chain"])
+def test_a_tampered_proof_fails_both_checkers(proved, vendor_ca, how):
+    from synthseal.host import logproof
+    bad = _tampered(proved[0], how)
+    with pytest.raises(logproof.ProofError):
+        logproof.check_proof(bad, vendor_ca.root_pem)
+    with pytest.raises(Exception):
+        _doc_checker()(bad, vendor_ca.root_pem.encode())
+
+
+def test_a_proof_for_another_file_is_refused(proved, vendor_ca, tmp_path):
+    from synthseal.host import logproof
+    other = tmp_path / "other.jpg"
+    other.write_bytes(_content(7))
+    with pytest.raises(logproof.ProofError, match="not the seal record of a file"):
+        logproof.check_proof(proved[0], vendor_ca.root_pem, logproof.file_sha256(other))
+
+
+def test_no_proof_from_a_database_that_does_not_hold(db, tmp_path):
+    from synthseal.host import logproof
+    _sql(db, "UPDATE records SET raw=CAST(replace(CAST(raw AS TEXT), '\"a\"', '\"b\"') AS BLOB) WHERE seq=3")
+    sealed_file = tmp_path / "photo.jpg"
+    sealed_file.write_bytes(_content(2))
+    with pytest.raises(logproof.ProofError, match="do not hash to the root of signed head 3.*log verify"):
+        logproof.prove_file(db, sealed_file)
+    sealed_file.write_bytes(b"never sealed")
+    with pytest.raises(logproof.ProofError, match="no seal record"):
+        logproof.prove_file(db, sealed_file)
+
+
+def test_log_prove_and_check_proof_on_the_command_line(db, vendor_ca, tmp_path):
+    anchor = tmp_path / "root.pem"
+    anchor.write_text(vendor_ca.root_pem)
+    sealed_file = tmp_path / "photo.jpg"
+    sealed_file.write_bytes(_content(9))
+    out = tmp_path / "proof.json"
+    made = run("host", "log", "prove", sealed_file, "--db", db, "--out", out)
+    assert made.returncode == 0 and "record 9 of device TEST-0001" in made.stdout, made.stderr
+    checked = run("host", "log", "check-proof", out, "--trust-anchor", anchor, "--file", sealed_file)
+    assert checked.returncode == 0 and checked.stdout.startswith("OK ") and "seal record of" in checked.stdout
+    out.write_text(json.dumps(_tampered(json.loads(out.read_text()), "path")))
+    bad = run("host", "log", "check-proof", out, "--trust-anchor", anchor)
+    assert bad.returncode == 1 and "FAIL" in bad.stdout and "audit path does not lead" in bad.stdout
+    sealed_file.write_bytes(b"changed")
+    missing = run("host", "log", "prove", sealed_file, "--db", db)
+    assert missing.returncode == 2 and "no seal record" in missing.stderr
