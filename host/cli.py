@@ -269,6 +269,14 @@ def cmd_log_prove(args):
         print(json.dumps(proof, indent=2, sort_keys=True))
 
 
+def cmd_log_export(args):
+    from .logexport import export
+    anchors = _read(args.trust_anchor, "trust anchor") if args.trust_anchor else None
+    records, heads = export(args.db, args.format, args.out, args.serial, anchors)
+    print("%d records and %d signed tree heads written to %s (%s), after the stored log verified"
+          % (records, heads, args.out, args.format))
+
+
 def cmd_log_check_proof(args):
     from .logproof import ProofError, check_proof, file_sha256
     try:
@@ -594,6 +602,15 @@ def build_parser():
     p.add_argument("--file", help="also check that the proved record is this file's seal record")
     p.set_defaults(func=cmd_log_check_proof)
 
+    p = log.add_parser("export", help="write the verified log for auditors: every record with its decoded fields, "
+                                      "and the signed tree head with its signature")
+    p.add_argument("--db", required=True, help="SQLite file written by `pull`")
+    p.add_argument("--format", required=True, choices=("jsonl", "csv"))
+    p.add_argument("--out", required=True, help="the file to write")
+    p.add_argument("--serial", help="only this device")
+    p.add_argument("--trust-anchor", metavar="PEM", help="the vendor root, for the verification before export")
+    p.set_defaults(func=cmd_log_export)
+
     p = sub.add_parser("verify", help="verify sealed files: C2PA, AIGC labels, device signature, audit log")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--trust-anchor", required=True, help="PEM file of the vendor root certificate(s)")
@@ -650,6 +667,7 @@ def main(argv=None):
     from .client import HostError
     from .inventory import InventoryError
     from .logdb import ChainError, LogDbError
+    from .logexport import ExportError
     from .logproof import ProofError
     args = build_parser().parse_args(argv)
     try:
@@ -657,7 +675,7 @@ def main(argv=None):
     except ChainError as err:
         print("error: audit log chain broken: %s" % err, file=sys.stderr)
         return 1
-    except (HostError, CAError, CredentialError, InventoryError, LogDbError, ProofError, OSError, ValueError) as err:
+    except (HostError, CAError, CredentialError, InventoryError, LogDbError, ProofError, ExportError, OSError, ValueError) as err:
         print("error: %s" % err, file=sys.stderr)
         return 2
 

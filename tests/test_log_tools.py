@@ -292,3 +292,54 @@ def test_log_prove_and_check_proof_on_the_command_line(db, vendor_ca, tmp_path):
     sealed_file.write_bytes(b"changed")
     missing = run("host", "log", "prove", sealed_file, "--db", db)
     assert missing.returncode == 2 and "no seal record" in missing.stderr
+
+
+def _check_export_rows(head, records, vendor_ca):
+    """What an auditor does with an export: the head's signature, the chain, the root."""
+    import base64
+    from synthseal.device import checkpoint
+    from synthseal.device.core import merkle
+    key = logdb.checkpoint_signer(head["identity_chain"], "TEST-0001", vendor_ca.root_pem)
+    body = checkpoint.verify_checkpoint(head["signed_checkpoint"], key)
+    raws = [base64.b64decode(r["raw_base64"]) for r in records]
+    assert logrecord.verify_chain(raws) is None
+    tree = merkle.CompactRange()
+    for raw in raws:
+        tree.append(raw)
+    assert (body["size"], body["root"]) == (len(raws), tree.root().hex()) == (head["seq"], head["record_hash"])
+
+
+def test_export_jsonl_has_every_record_decoded_and_the_signed_head(db, vendor_ca, tmp_path):
+    from synthseal.host import logexport
+    out = tmp_path / "audit.jsonl"
+    assert logexport.export(db, "jsonl", out, anchors=vendor_ca.root_pem) == (12, 1)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    head, records = lines[0], lines[1:]
+    assert head["kind"] == "tree_head" and [r["seq"] for r in records] == list(range(1, 13))
+    assert records[5]["event"] == "seal" and records[5]["decision"] == {"rule": "rig", "tag": "a"}
+    assert records[5]["content_sha256"] == hashlib.sha256(_content(6)).hexdigest()
+    assert records[5]["time_utc"] == "2023-11-14T22:13:20.006000Z"
+    _check_export_rows(head, records, vendor_ca)
+
+
+def test_export_csv_carries_the_same(db, vendor_ca, tmp_path):
+    import csv
+    out = tmp_path / "audit.csv"
+    result = run("host", "log", "export", "--db", db, "--format", "csv", "--out", out)
+    assert result.returncode == 0 and "12 records and 1 signed tree heads" in result.stdout, result.stderr
+    with open(out, newline="") as f:
+        table = list(csv.DictReader(f))
+    head, records = table[0], table[1:]
+    head["signed_checkpoint"] = json.loads(head["signed_checkpoint"])
+    head["seq"] = int(head["seq"])
+    assert [int(r["seq"]) for r in records] == list(range(1, 13))
+    assert records[0]["event"] == "enrol" and json.loads(records[1]["decision"]) == {"rule": "rig", "tag": "a"}
+    _check_export_rows(head, records, vendor_ca)
+
+
+def test_a_log_that_does_not_verify_is_not_exported(db, tmp_path):
+    _sql(db, "UPDATE records SET content_sha256=? WHERE seq=5", "ab" * 32)
+    out = tmp_path / "audit.jsonl"
+    result = run("host", "log", "export", "--db", db, "--format", "jsonl", "--out", out)
+    assert result.returncode == 2 and "does not verify" in result.stderr and "record 5" in result.stderr
+    assert not out.exists()
