@@ -8,10 +8,11 @@ the right role. The protocol is documented in docs/PROTOCOL.md and docs/PROVISIO
 
 import errno
 import threading
+import time
 
 import serial
 
-from . import checkpoint
+from . import checkpoint, retention
 from .core import framing
 from .core import protocol as p
 from .core.handlers import DeviceEndpoint, bad_frame_response, internal_error_response
@@ -43,8 +44,9 @@ class DeviceAnswers:
     provisioning requests or the core endpoint. `state` must be owned by this process.
     `pause`/`resume` are called around a change of keys or configuration."""
 
-    def __init__(self, state, pause=None, resume=None):
+    def __init__(self, state, pause=None, resume=None, clock=time.time):
         self.state = state
+        self.clock = clock
         self.log = state.log()
         self.endpoint = DeviceEndpoint(state.info, self.log, upload_dir=str(state.directory / "uploads"))
         self.provisioning = Provisioning(state, self.log, pause=pause, resume=resume)
@@ -54,6 +56,8 @@ class DeviceAnswers:
         msg_type, request_id, body = p.decode_message(inner)
         if msg_type == p.TYPE_CHECKPOINT:
             return self._checkpoint(request_id, body)
+        if msg_type == p.TYPE_ACK:
+            return self._ack(request_id, body)
         answer = self.provisioning.handle(msg_type, request_id, body, session)
         return answer if answer is not None else self.endpoint.handle_request(inner)
 
@@ -70,6 +74,15 @@ class DeviceAnswers:
         except (checkpoint.CheckpointError, p.ProtocolError) as err:
             return p.encode_message(p.TYPE_ERROR, request_id, p.encode_error(p.ERR_REFUSED, str(err)))
         return p.encode_message(p.TYPE_CHECKPOINT | p.RESPONSE, request_id, p.encode_json(answer))
+
+    def _ack(self, request_id, body):
+        """The collector acknowledges a head it verified: what it covers may be pruned
+        once the retention period has passed (device/retention.py)."""
+        try:
+            answer = retention.answer_ack(self.state.acks(), self.log, p.decode_json(body), int(self.clock() * 1000))
+        except (retention.RetentionError, p.ProtocolError) as err:
+            return p.encode_message(p.TYPE_ERROR, request_id, p.encode_error(p.ERR_REFUSED, str(err)))
+        return p.encode_message(p.TYPE_ACK | p.RESPONSE, request_id, p.encode_json(answer))
 
     def answer(self, payload):
         self.log.refresh()  # a read-only view takes in records the owner appended

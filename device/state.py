@@ -14,6 +14,7 @@
                                   the newest CRL seen
     <state>/log/audit.log         the append-only audit log
     <state>/log/checkpoints.jsonl its signed tree heads (device/checkpoint.py)
+    <state>/log/ack.json          the largest log size a collector acknowledged (device/retention.py)
     <state>/agent.pid             the PID of the one process that writes all of the above,
                                   which holds an flock on the state folder itself
 
@@ -577,6 +578,12 @@ class DeviceState:
             else:
                 return _EmptyLog()
         return self._log
+
+    def acks(self):
+        """The collector's durable acknowledgement of the log (device/retention.py)."""
+        from .retention import AckStore
+        self.checkpoints_path.parent.mkdir(parents=True, exist_ok=True)
+        return AckStore(self.checkpoints_path.parent / "ack.json")
 
     def checkpoints(self):
         """The store of signed checkpoints (device/checkpoint.py)."""

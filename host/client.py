@@ -360,6 +360,14 @@ class DeviceClient:
             raise HostError("device checkpoint answer is not a signed head with a proof")
         return answer
 
+    def ack(self, size, root_hex):
+        """ACK (collector): tell the device that this host verified and stored its signed
+        head of `size` records with root `root_hex`; returns the size it keeps acknowledged."""
+        answer = self.call_json(p.TYPE_ACK, {"size": size, "root": root_hex})
+        if not isinstance(answer, dict) or not isinstance(answer.get("acked_size"), int):
+            raise HostError("device ACK answer does not name the acknowledged size")
+        return answer["acked_size"]
+
     def call_json(self, msg_type, obj):
         """One request with a JSON body whose answer is JSON (the provisioning requests)."""
         body = obj if isinstance(obj, (bytes, bytearray)) else json.dumps(obj).encode()

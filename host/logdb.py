@@ -233,11 +233,20 @@ def pull(client, db_path, batch=1024, progress=None):
                 # deleted newest record, which no later link would otherwise expose.
                 db.execute("UPDATE devices SET head_seq=?, head_hash=? WHERE serial=?", (head[0], head[1], serial))
                 _store_checkpoint(db, serial, answer, signed_head, session["identity_chain"], now_ms)
+        acked = None
+        if complete:
+            # Only now, with the records and the signed head committed here, may the
+            # device count them as collected (it still keeps them for the retention period).
+            try:
+                acked = client.ack(signed_head["size"], signed_head["root"])
+            except HostError as err:
+                warnings.append("device %s did not take the acknowledgement of %d records: %s (it keeps them; "
+                                "the next pull acknowledges again)" % (serial, signed_head["size"], err))
         seconds = time.monotonic() - started
         capacity = client.baudrate / 10.0 * seconds  # 8N1: 10 bits on the line per byte
         return {"serial": serial, "pulled": pulled, "stored": _count(db, serial), "new_certificate": new_certificate,
                 "checkpoint": {"size": signed_head["size"], "counter": signed_head["counter"],
-                               "root": signed_head["root"]}, "warnings": warnings,
+                               "root": signed_head["root"]}, "warnings": warnings, "acknowledged": acked,
                 "head_seq": head[0] if head else None, "payload_bytes": payload, "seconds": round(seconds, 3),
                 "baudrate": client.baudrate, "efficiency": round(payload / capacity, 4) if payload else None}
     finally:

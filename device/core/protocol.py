@@ -28,6 +28,7 @@ TYPE_AUTH_PROVE = 0x21   # body: JSON operator signature over the transcript. Re
 TYPE_SECURE = 0x22       # body: u32 counter, inner message, 16-byte MAC. Response: the same form
 TYPE_STATUS = 0x04       # body: empty. Response: JSON device info with log head (collector)
 TYPE_CHECKPOINT = 0x05   # body: JSON {"old_size", "host_time_ms"}. Response: JSON signed tree head + proof (collector)
+TYPE_ACK = 0x06          # body: JSON {"size", "root"} of a verified head. Response: JSON {"acked_size"} (collector)
 TYPE_ENROL_BEGIN = 0x30  # body: JSON {"mode"}. Response: JSON CSRs (provisioner)
 TYPE_ENROL_COMMIT = 0x31  # body: JSON certificates, anchor, signed config. Response: JSON (provisioner)
 TYPE_CONFIGURE = 0x32    # body: a signed configuration document. Response: JSON (provisioner)

@@ -1,0 +1,109 @@
+"""Retention: a record may be pruned only when a collector acknowledged it after a
+verified pull AND it is older than the signed configuration's retention period (never
+under 180 days). A controllable clock stands in for the device's."""
+
+import pytest
+
+from synthseal.device import credentials, retention
+from synthseal.device.core import logrecord
+from synthseal.device.service import DeviceAnswers
+from synthseal.device.state import DeviceState
+from synthseal.host import logdb
+from synthseal.host.client import DeviceClient, HostError
+from synthseal.host.lab import make_operator
+from synthseal.host.simlink import LoopbackTransport
+
+DAY = retention.DAY_MS
+T0 = 1700000000000  # the time of the first records
+
+
+def _client(state, operator=None):
+    client = DeviceClient(LoopbackTransport(DeviceAnswers(state).answer), give_up_after=5)
+    client.authenticate(operator or state.test_vendor.operator, state.test_vendor.root_pem)
+    return client
+
+
+def _append(state, n, time_ms):
+    log = state.log()
+    for _ in range(n):
+        log.append(time_ms, bytes(32), logrecord.EVENT_SEAL, "P-%08d" % log.next_seq, {"rule": "rig"})
+
+
+def _enrolled_at(state):
+    return logrecord.decode_record(state.log().read(1, 1)[0])["time_ms"]
+
+
+def _prunable(state, now_ms):
+    return retention.prunable_now(state, state.log(), now_ms)
+
+
+def test_the_decision_needs_both_the_acknowledgement_and_the_age():
+    records = [(seq, T0 + seq * DAY) for seq in range(1, 11)]  # one a day
+    period = retention.retention_ms({"retention_days": 183})
+    late = T0 + 400 * DAY
+    assert retention.prunable_count(records, 0, period, late) == 0        # old, but never acknowledged
+    assert retention.prunable_count(records, 6, period, late) == 6        # acknowledged ones only
+    assert retention.prunable_count(records, 10, period, T0 + 100 * DAY) == 0  # acknowledged, too young
+    # exactly the records older than the period: day 1..4 at day 187
+    assert retention.prunable_count(records, 10, period, T0 + 187 * DAY + 1) == 4
+    # a prefix only: a young record stops the count even if later ones are old
+    assert retention.prunable_count([(1, T0), (2, late), (3, T0)], 3, period, late) == 1
+
+
+@pytest.mark.parametrize("days, kept", [(183, 183), (365, 365), (30, 180), (None, 183), ("x", 183)])
+def test_the_period_never_falls_under_six_months(days, kept):
+    config = {} if days is None else {"retention_days": days}
+    assert retention.retention_ms(config) == kept * DAY
+    assert credentials.MIN_RETENTION_DAYS == 180
+
+
+def test_a_verified_pull_acknowledges_what_it_stored_and_only_that(device, tmp_path):
+    _append(device, 9, T0)
+    client = _client(device)
+    summary = logdb.pull(client, tmp_path / "audit.sqlite")
+    assert summary["acknowledged"] == 10 and device.acks().acked_size() == 10
+    _append(device, 5, T0 + DAY)  # sealed after the pull: not acknowledged
+    late = _enrolled_at(device) + 400 * DAY
+    assert _prunable(device, late) == 10
+    # the acknowledgement is durable: a restarted device still knows it
+    again = DeviceState(device.directory)
+    assert again.acks().acked_size() == 10
+
+
+def test_unacknowledged_records_are_never_prunable_however_old(device):
+    _append(device, 20, T0)
+    for now in (_enrolled_at(device) + 200 * DAY, _enrolled_at(device) + 10 * 365 * DAY):
+        assert _prunable(device, now) == 0
+
+
+def test_acknowledged_records_become_prunable_only_after_the_configured_period(vendor_ca, tmp_path):
+    from tests.conftest import make_device
+    state = make_device(tmp_path / "device", vendor_ca, retention_days=365)
+    enrolled_at = _enrolled_at(state)
+    _append(state, 4, enrolled_at)
+    logdb.pull(_client(state), tmp_path / "audit.sqlite")
+    assert _prunable(state, enrolled_at + 200 * DAY) == 0  # past 183 days, not past the signed 365
+    assert _prunable(state, enrolled_at + 366 * DAY) == 5
+
+
+def test_an_ack_for_a_tree_the_device_does_not_hold_is_refused(device):
+    _append(device, 3, T0)
+    client = _client(device)
+    size, root = device.log().tree_head()
+    with pytest.raises(HostError, match="root is not this log's"):
+        client.ack(size, "00" * 32)
+    with pytest.raises(HostError, match="ACK for 5 records, but the log holds 4"):
+        client.ack(5, root.hex())
+    assert device.acks().acked_size() == 0
+    assert client.ack(2, device.log().root(2).hex()) == 2
+    assert client.ack(1, device.log().root(1).hex()) == 2  # an acknowledgement never goes back
+    assert device.acks().acked_size() == 2
+
+
+def test_only_a_collector_may_acknowledge(device):
+    _append(device, 2, T0)
+    provisioner = make_operator(device.test_vendor.ca, "installer", [credentials.ROLE_PROVISIONER])
+    client = _client(device, provisioner)
+    with pytest.raises(HostError, match="collector"):
+        client.ack(3, device.log().root(3).hex())
+    assert device.acks().acked_size() == 0
