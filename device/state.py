@@ -138,6 +138,10 @@ class SharedLog:
         with self._lock:
             return self._log.append(*args)
 
+    def append_many(self, items):
+        with self._lock:
+            return self._log.append_many(items)
+
     def read(self, *args, **kwargs):
         with self._lock:
             return self._log.read(*args, **kwargs)

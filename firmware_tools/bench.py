@@ -4,7 +4,8 @@ once) and against c2pa-python signing the same file with its default settings, a
 in one run on one machine; the scene classifier's latency (int8 at 1 and 2
 threads, float32 of the same network) and size; the agent's sustained seals per second
 through its pipeline (bench_agent.py); and the serial transport's share of the line rate
-against ZMODEM (bench_transport.py). Medians of several runs; JSON out.
+against ZMODEM (bench_transport.py); the audit log's durable appends against SQLite,
+host verification and inclusion proofs at 1 M records (bench_log.py). Medians of several runs; JSON out.
 """
 
 import argparse
@@ -24,6 +25,7 @@ from ..device.camera import FakeCamera
 from ..device.classifier import Classifier
 from ..device.seal import JPEG_QUALITY, Sealer
 from .bench_agent import bench_agent
+from .bench_log import bench_log
 from .bench_transport import bench_enrolment, bench_transport
 from .model.bench_classifier import bench_classifier, median_ms
 from ..host.lab import enrolled_device, make_vendor
@@ -90,7 +92,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--runs", type=int, default=9, help="timed runs per measurement (default: %(default)s)")
-    parser.add_argument("--sections", default="seal,classifier,agent,transport,enrolment",
+    parser.add_argument("--sections", default="seal,classifier,agent,transport,enrolment,log",
                         help="comma-separated sections to run (default: %(default)s)")
     parser.add_argument("--agent-frames", type=int, default=16,
                         help="frames per agent throughput measurement (default: %(default)s)")
@@ -98,6 +100,12 @@ def main(argv=None):
                         help="bytes of log records per transfer (default: %(default)s)")
     parser.add_argument("--transport-runs", default="115200:1,1000000:3",
                         help="repetitions per baud rate, BAUD:RUNS,... (default: %(default)s)")
+    parser.add_argument("--log-records", type=int, default=2000,
+                        help="records per durable-append measurement (default: %(default)s)")
+    parser.add_argument("--log-verify-records", type=int, default=20000,
+                        help="records in the pulled log that `log verify` re-checks (default: %(default)s)")
+    parser.add_argument("--proof-leaves", type=int, default=1 << 20,
+                        help="tree size for the inclusion proof measurement (default: %(default)s)")
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
     report = {"machine": {"python": platform.python_version(), "machine": platform.machine(),
@@ -115,6 +123,8 @@ def main(argv=None):
     if "enrolment" in sections:
         report["enrolment"] = bench_enrolment(runs=max(1, args.runs // 3),
                                               log=lambda line: print(line, file=sys.stderr, flush=True))
+    if "log" in sections:
+        report["log"] = bench_log(args.log_records, args.log_verify_records, args.proof_leaves)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -109,3 +109,16 @@ def test_a_record_too_large_for_the_transport_is_refused_when_built():
     with pytest.raises(logrecord.RecordError, match="exceeds"):
         logrecord.encode_record(1, 0, b"\0" * 32, b"\0" * 32, logrecord.EVENT_SEAL, "P",
                                 {"classifier_error": "x" * logrecord.MAX_RECORD_LEN})
+
+
+def test_group_commit_writes_the_same_records_as_single_appends_and_survives_reopening(tmp_path):
+    items = [(1700000000000 + i, bytes([i]) * 32, logrecord.EVENT_SEAL, "G-%d" % i, {"i": i}) for i in range(1, 11)]
+    single = AuditLog(str(tmp_path / "single.log"))
+    for item in items:
+        single.append(*item)
+    grouped = AuditLog(str(tmp_path / "grouped.log"))
+    made = grouped.append_many(items[:4]) + grouped.append_many(items[4:])
+    assert [seq for seq, _ in made] == list(range(1, 11))
+    assert (tmp_path / "grouped.log").read_bytes() == (tmp_path / "single.log").read_bytes()
+    reopened = AuditLog(str(tmp_path / "grouped.log"))
+    assert reopened.next_seq == 11 and reopened.tree_head() == single.tree_head() == grouped.tree_head()

@@ -290,12 +290,13 @@ def test_vendor_converter_documents_itself():
     assert "full-integer" in completed.stdout
 
 
-def test_make_bench_writes_seal_classifier_agent_and_transport_figures(tmp_path):
+def test_make_bench_writes_seal_classifier_agent_transport_and_log_figures(tmp_path):
     """Every section of `make bench`, at a small size (the full run is `make bench`)."""
     out = tmp_path / "bench.json"
     completed = subprocess.run([sys.executable, "-m", "synthseal.firmware_tools.bench", "--runs", "2",
                                 "--agent-frames", "3", "--transport-bytes", "20000",
-                                "--transport-runs", "1000000:1", "--out", str(out)],
+                                "--transport-runs", "1000000:1", "--log-records", "200",
+                                "--log-verify-records", "300", "--proof-leaves", "4096", "--out", str(out)],
                                cwd=REPO, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads(out.read_text(encoding="utf-8"))
@@ -318,6 +319,15 @@ def test_make_bench_writes_seal_classifier_agent_and_transport_figures(tmp_path)
         assert 0 < link["synthseal_efficiency_median"] <= 1 and 0 <= link["zmodem_efficiency_median"] <= 1
     enrolment = report["enrolment"]
     assert enrolment["baud"] == 115200 and enrolment["seconds_median"] >= enrolment["line_floor_seconds_median"] > 0
+    log = report["log"]
+    appends = log["appends"]
+    assert appends["records"] == 200 and appends["group_size"] > 1
+    for key in ("auditlog_appends_per_s_fsync_each", "auditlog_appends_per_s_group_commit",
+                "sqlite_wal_full_inserts_per_s_commit_each", "sqlite_wal_full_inserts_per_s_group_commit"):
+        assert appends[key] > 0
+    assert log["verification"]["records"] == 301 and log["verification"]["verify_records_per_s"] > 0
+    proof = log["inclusion_proof"]
+    assert proof["leaves"] == 4096 and proof["audit_path_hashes_max"] == 12 and proof["audit_path_bytes_max"] == 384
 
 
 @pytest.mark.parametrize("case, message", [

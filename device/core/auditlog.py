@@ -167,26 +167,37 @@ class AuditLog:
 
     def append(self, time_ms, content_sha256, event, produce_id, decision):
         """Append one record durably; return (seq, record bytes)."""
+        return self.append_many([(time_ms, content_sha256, event, produce_id, decision)])[0]
+
+    def append_many(self, items):
+        """Group commit: append several records, each a tuple of append's arguments,
+        with one write and one fsync; all are durable when it returns, none is counted
+        before. Returns [(seq, record bytes)]."""
         if self.damage is not None:
             raise AuditLogError(self.damage["message"])
         if not self.writable:
             raise AuditLogError("audit log %s is open read-only: only the agent appends" % self.path)
-        seq = self.next_seq
-        record = logrecord.encode_record(
-            seq, time_ms, self.head_hash, content_sha256, event, produce_id, decision)
-        entry = struct.pack(_ENTRY_HEAD, len(record)) + record + struct.pack(
-            "<I", crc32(record) & 0xFFFFFFFF)
+        seq, head = self.next_seq, self.head_hash
+        made, entries = [], []
+        for time_ms, content_sha256, event, produce_id, decision in items:
+            record = logrecord.encode_record(seq, time_ms, head, content_sha256, event, produce_id, decision)
+            entries.append(struct.pack(_ENTRY_HEAD, len(record)) + record
+                           + struct.pack("<I", crc32(record) & 0xFFFFFFFF))
+            made.append((seq, record))
+            seq, head = seq + 1, logrecord.record_hash(record)
+        data = b"".join(entries)
         with open(self.path, "r+b") as f:
             f.seek(self._end)
-            f.write(entry)
+            f.write(data)
             f.flush()
             if _fsync is not None:
-                _fsync(f.fileno())
-        self._offsets.append(self._end)
-        self._end += len(entry)
-        self.head_hash = logrecord.record_hash(record)
-        self.tree.append(record)
-        return seq, record
+                _fsync(f.fileno())  # the records are on storage before anyone is told they exist
+        for entry, (_, record) in zip(entries, made):
+            self._offsets.append(self._end)
+            self._end += len(entry)
+            self.tree.append(record)
+        self.head_hash = head
+        return made
 
     def tree_head(self):
         """(size, root): the Merkle tree over records 1..size, size = the last seq."""
