@@ -19,6 +19,7 @@ import errno
 import grp
 import os
 import queue
+import shutil
 import signal
 import socket
 import sys
@@ -353,6 +354,7 @@ class Agent:
             "repairs_at_start": len(self.repairs),
             "log_problem": self.log_problem,
             "output_dir": str(self.out_dir),
+            "storage": self.storage(),
         }
 
     # -- camera -----------------------------------------------------------------------
@@ -381,7 +383,21 @@ class Agent:
                     break
             reply.put((jobs, error))
 
+    def storage(self):
+        """Free space where the log and the sealed files are written, against the floor
+        the configuration keeps. Below it the agent seals nothing: a record it cannot
+        write, or a log it would have to cut, is worse than a refused frame."""
+        free = min(shutil.disk_usage(self.state.directory).free, shutil.disk_usage(self.out_dir).free)
+        return {"free_bytes": free, "min_free_bytes": self.config.agent_min_free_bytes,
+                "full": free < self.config.agent_min_free_bytes}
+
     def _check_can_seal(self):
+        storage = self.storage()
+        if storage["full"]:
+            raise _ClientError("storage_full", "storage is full: %d MB free, the agent keeps %d MB; nothing is sealed "
+                               "until a collector pulls the log (acknowledged old records can then be pruned) or "
+                               "space is freed; no record was dropped" % (storage["free_bytes"] >> 20,
+                                                                          storage["min_free_bytes"] >> 20))
         if self.log_problem is not None:
             raise _ClientError("log_rollback", "sealing is stopped: %s; pull the log with the host tool and "
                                "investigate" % self.log_problem)

@@ -60,6 +60,10 @@ def cmd_status(args):
         status["queue_depth"], status["queue_capacity"], status["sealed"], status["failed"], status["busy"]))
     port = status["serial_port"]
     print("serial: %s %s%s" % (port["port"] or "off", port["state"], (" (%s)" % port["error"]) if port["error"] else ""))
+    storage = status.get("storage")
+    if storage:
+        print("storage: %d MB free, %d MB kept%s" % (storage["free_bytes"] >> 20, storage["min_free_bytes"] >> 20,
+                                                   " -- FULL: nothing is sealed" if storage["full"] else ""))
     if status["last_error"]:
         print("last error: %s" % status["last_error"])
 

@@ -64,6 +64,9 @@ SCHEMA = {
                             "largest frame a client may submit, raw or decoded (4056x3040 RGBX is 47 MiB)"),
         "intake_memory_bytes": (128 << 20, _positive_int, "a positive integer (bytes)",
                                 "submitted frame bytes held at once over all clients; more wait, then get 'busy'"),
+        "min_free_bytes": (256 << 20, _positive_int, "a positive integer (bytes)",
+                           "free space the state and output folders keep: below it nothing is sealed (fail "
+                           "closed) until a collector pulls and old records are pruned; no record is dropped"),
     },
     "camera": {
         "source": ("picamera2", _one_of("picamera2", "fake", "none"), None,

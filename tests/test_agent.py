@@ -805,3 +805,26 @@ def test_damage_in_the_middle_stops_sealing_and_the_verified_prefix_can_be_pulle
         assert state.log().count == 2 and log_path.read_bytes() == bytes(data)  # nothing cut
     finally:
         agent.close()
+
+
+def test_a_full_storage_stops_sealing_and_says_so_without_dropping_a_record(state_dir, tmp_path):
+    """Fail closed: below the free-space floor nothing is sealed, by the camera or a rig;
+    the log keeps every record and status says why."""
+    agent = RunningAgent(state_dir, tmp_path / "out", agent={"min_free_bytes": 1 << 62})
+    try:
+        agent.start()
+        before = (state_dir / "log" / "audit.log").read_bytes()
+        with agent.client() as client:
+            status = client.status()
+            assert status["storage"]["full"] is True
+            for request in (lambda: client.capture(1), lambda: client.submit_frame(_render(), source="rig")):
+                with pytest.raises(AgentClientError) as refused:
+                    request()
+                assert refused.value.code == "storage_full" and "no record was dropped" in str(refused.value)
+        assert (state_dir / "log" / "audit.log").read_bytes() == before
+        assert list((tmp_path / "out").glob("*.jpg")) == []
+        shown = subprocess.run([sys.executable, "-m", "synthseal.device.cli", "status", "--socket", str(agent.socket)],
+                               capture_output=True, text=True, timeout=60)
+        assert "FULL: nothing is sealed" in shown.stdout
+    finally:
+        agent.close()
