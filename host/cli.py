@@ -120,7 +120,7 @@ def cmd_rotate(args):
     vendor, inventory, crl = _ca_for_provisioning(args)
     with inventory:
         summary = rotate(_client(args), vendor, inventory, operator, service_years=args.service_years,
-                         crl_pem=crl, steps=Steps(4, sys.stderr))
+                         crl_pem=crl, steps=Steps(3, sys.stderr))
     _print_summary(summary, args, "keys rotated:")
 
 
@@ -184,6 +184,7 @@ def _size(n):
 def cmd_info(args):
     """HELLO needs no credentials; with --operator the authenticated status adds the
     verified identity and the log head."""
+    from .client import shown
     if args.operator:
         client = _authenticated(args)
         info = client.status()
@@ -194,7 +195,7 @@ def cmd_info(args):
         return
     for key in ("serial", "producer", "firmware", "state", "config_version"):
         # What a device says is shown, never obeyed: control characters become escapes.
-        print("%-14s %s" % (key, str(info.get(key, "(not given)")).encode("unicode_escape").decode("ascii")))
+        print("%-14s %s" % (key, shown(info.get(key, "(not given)"))))
     if "log" in info:
         log = info["log"]
         print("%-14s %d records (seq %d..%d), head %s" % ("log", log["next_seq"] - log["first_seq"], log["first_seq"],
@@ -428,6 +429,7 @@ def cmd_ca_crl(args):
 
 
 def cmd_devices(args):
+    from .client import shown
     from .inventory import Inventory
     with Inventory(args.inventory, create=False) as inventory:
         devices = inventory.devices()
@@ -441,7 +443,7 @@ def cmd_devices(args):
     rows = [(d["serial"], d["state"], d["identity_fingerprint"][:16], d["content_fingerprint"][:16],
              "v%d" % d["config_version"], d["provisioned_by"], d["provisioned_at"][:19] + "Z") for d in devices]
     # What came from a device or an operator is shown, never obeyed: control characters become escapes.
-    rows = [tuple(str(v).encode("unicode_escape").decode("ascii") for v in row) for row in rows]
+    rows = [tuple(shown(v) for v in row) for row in rows]
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())

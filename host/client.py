@@ -36,9 +36,11 @@ class HostError(Exception):
 
 
 def shown(text, limit=300):
-    """A device's words as the host shows them: never obeyed by the terminal (control
-    characters and escapes become visible escapes), and bounded."""
-    return str(text).encode("unicode_escape").decode("ascii")[:limit]
+    """A device's words as the host shows them: never obeyed by the terminal (control,
+    format and other unprintable characters become visible escapes; Chinese text such as
+    a filing number stays readable), and bounded."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in str(text))[:limit]
 
 
 def port_error(port, err):

@@ -134,7 +134,7 @@ def rotate(client, ca, inventory, operator, service_years=None, crl_pem=None, st
     """New keys and certificates for an enrolled device; files sealed before keep
     verifying with the old certificate, which stays unrevoked."""
     started = time.monotonic()
-    steps = steps or Steps(4)
+    steps = steps or Steps(3)
     serial = client.info()["serial"]
     session = _authenticate(client, ca, operator, serial, crl_pem)
     known = inventory.device(serial)
