@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__, checkpoint
+from . import __version__, checkpoint, retention
 from .config import SHIPPED
 from .core import logrecord, policy
 from .intake import IntakeError, client_name, decode_frame, declared_source, decoded_bytes
@@ -177,6 +177,11 @@ class Agent:
         self.answers = DeviceAnswers(self.state, pause=self._pause_sealing, resume=self._resume_sealing)
         if self.log_problem is None and self.answers.provisioning.recover() is not None:
             self._log_line("repaired at start: logged an enrolment change whose record was lost")
+        if self.log_problem is None:
+            pruned = retention.prune_now(self.state, self.state.log(), int(time.time() * 1000))
+            if pruned:
+                self._log_line("pruned %d audit records: acknowledged by a collector and past the retention period"
+                               % pruned)
         self._classifier = self._load_classifier()
         self._checkpoint_at_start()
         self._resume_sealing()

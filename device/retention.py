@@ -12,9 +12,9 @@ A record may go only when BOTH hold (DESIGN: "Nothing is lost"):
 Only a prefix goes: pruning stops at the first record that fails either test, so the
 log stays one unbroken run and an unacknowledged record is never dropped.
 
-`prunable_count` is the decision; cutting the log file itself (moving the prefix aside
-and re-anchoring the Merkle tree at the last signed checkpoint) is not done yet: see
-docs/FORMATS.md, "Retention".
+`prunable_count` is the decision; `prune_now` cuts the log (AuditLog.prune keeps the
+pruned records' leaf hashes, so the Merkle tree, its roots and its proofs stay whole)
+and logs what it did. The agent prunes at start and after every acknowledgement.
 """
 
 import json
@@ -97,10 +97,37 @@ def answer_ack(store, log, request, now_ms, operator=None):
 
 
 def prunable_now(state, log, now_ms):
-    """The records the device may prune now (a count from the log's first record)."""
-    records = []
+    """The records the device may prune now (a count from the log's first record). The
+    scan stops at the first record that may not go, so it reads little: records are in
+    time order, and only acknowledged ones are looked at."""
     from .core import logrecord
-    for raw in log.read(log.first_seq, log.count):
-        rec = logrecord.decode_record(raw)
-        records.append((rec["seq"], rec["time_ms"]))
-    return prunable_count(records, state.acks().acked_size(), retention_ms(state.config()), now_ms)
+    config = state.config() if state.is_provisioned() else None
+    acked, retention = state.acks().acked_size(), retention_ms(config)
+    count, seq = 0, log.first_seq
+    while seq <= acked:
+        batch = log.read(seq, min(256, acked - seq + 1))
+        if not batch:
+            break
+        records = [(r["seq"], r["time_ms"]) for r in map(logrecord.decode_record, batch)]
+        n = prunable_count(records, acked, retention, now_ms)
+        count += n
+        if n < len(records):
+            break
+        seq += n
+    return count
+
+
+def prune_now(state, log, now_ms):
+    """Prune what may go, and say so in the log itself: the record names the range and
+    the acknowledgement and period that allowed it. Returns the number pruned."""
+    from .core import logrecord
+    count = prunable_now(state, log, now_ms)
+    if count == 0:
+        return 0
+    first = log.first_seq
+    log.prune(count)
+    config = state.config() if state.is_provisioned() else None
+    log.append(now_ms, b"\x00" * 32, logrecord.EVENT_PRUNE, "", {
+        "action": "prune", "first_seq": first, "last_seq": first + count - 1,
+        "acked_size": state.acks().acked_size(), "retention_days": retention_ms(config) // DAY_MS})
+    return count

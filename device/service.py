@@ -79,9 +79,11 @@ class DeviceAnswers:
         """The collector acknowledges a head it verified: what it covers may be pruned
         once the retention period has passed (device/retention.py)."""
         try:
-            answer = retention.answer_ack(self.state.acks(), self.log, p.decode_json(body), int(self.clock() * 1000))
+            now_ms = int(self.clock() * 1000)
+            answer = retention.answer_ack(self.state.acks(), self.log, p.decode_json(body), now_ms)
         except (retention.RetentionError, p.ProtocolError) as err:
             return p.encode_message(p.TYPE_ERROR, request_id, p.encode_error(p.ERR_REFUSED, str(err)))
+        answer["pruned"] = retention.prune_now(self.state, self.log, now_ms)
         return p.encode_message(p.TYPE_ACK | p.RESPONSE, request_id, p.encode_json(answer))
 
     def answer(self, payload):

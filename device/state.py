@@ -138,6 +138,10 @@ class SharedLog:
         with self._lock:
             return self._log.append(*args)
 
+    def prune(self, count):
+        with self._lock:
+            return self._log.prune(count)
+
     def append_many(self, items):
         with self._lock:
             return self._log.append_many(items)

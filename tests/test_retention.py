@@ -107,3 +107,60 @@ def test_only_a_collector_may_acknowledge(device):
     with pytest.raises(HostError, match="collector"):
         client.ack(3, device.log().root(3).hex())
     assert device.acks().acked_size() == 0
+
+
+def test_acknowledged_old_records_are_pruned_and_the_tree_proofs_and_pulls_stay_whole(device, tmp_path):
+    import time
+    from synthseal.device.core.auditlog import AuditLog
+    log = device.log()
+    _append(device, 10, int(time.time() * 1000))
+    db = tmp_path / "audit.sqlite"
+    assert logdb.pull(_client(device), db)["pulled"] == 11  # verified and acknowledged: 11 records
+    _append(device, 5, int(time.time() * 1000))            # never pulled, never acknowledged
+    root_11, head = log.root(11), log.tree_head()
+    proof = log.inclusion_proof(3, 16)
+    later = int(time.time() * 1000) + 400 * DAY             # the device's clock, past the period
+    assert retention.prune_now(device, log, later) == 11
+    assert log.first_seq == 12 and log.read(12, 100)[0] == device.log().read(12, 1)[0]
+    with pytest.raises(Exception, match="no longer on the device"):
+        log.read(11, 1)
+    # The tree is whole: the same roots and proofs as before, also for pruned records.
+    assert log.root(11) == root_11 and log.root(16) == head[1] and log.inclusion_proof(3, 16) == proof
+    reopened = AuditLog(str(device.log_path), writable=False)
+    assert reopened.first_seq == 12 and reopened.root(16) == head[1] and reopened.tree_head() == log.tree_head()
+    # The prune is itself a record; unacknowledged records were kept, however old.
+    last = logrecord.decode_record(log.read(log.next_seq - 1, 1)[0])
+    assert last["event"] == logrecord.EVENT_PRUNE and (last["decision"]["first_seq"], last["decision"]["last_seq"]) == (1, 11)
+    assert retention.prune_now(device, log, later) == 0
+    # The collector that acknowledged goes on pulling: consistency from its last head holds.
+    summary = logdb.pull(_client(device), db)
+    assert summary["pulled"] == 6 and summary["stored"] == 17
+    assert logdb.verify_log(db) == []
+
+
+def test_a_prune_cut_short_by_a_power_loss_leaves_the_whole_log(device, tmp_path, monkeypatch):
+    import time
+    from synthseal.device.core import auditlog
+    log = device.log()
+    _append(device, 6, int(time.time() * 1000))
+    logdb.pull(_client(device), tmp_path / "audit.sqlite")
+    before = device.log_path.read_bytes()
+    head = log.tree_head()
+    renames = []
+    real = auditlog._rename
+
+    def power_cut(source, target):
+        renames.append(target)
+        if target == str(device.log_path):
+            raise OSError("power cut")
+        real(source, target)
+
+    monkeypatch.setattr(auditlog, "_rename", power_cut)
+    with pytest.raises(OSError):
+        log.prune(5)
+    monkeypatch.setattr(auditlog, "_rename", real)
+    assert device.log_path.read_bytes() == before  # the leaves were written aside, the log untouched
+    reopened = auditlog.AuditLog(str(device.log_path), writable=False)
+    assert reopened.first_seq == 1 and reopened.tree_head() == head
+    fresh = auditlog.AuditLog(str(device.log_path))
+    assert fresh.prune(5) == 5 and fresh.first_seq == 6 and fresh.tree_head() == head

@@ -12,6 +12,7 @@ after the last whole record; damage in the middle makes the log read-only, never
 shorter. Records are never rewritten in place.
 """
 
+import os
 import struct
 from binascii import crc32
 
@@ -43,6 +44,18 @@ class AuditLogError(Exception):
     pass
 
 
+def _write_durably(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        if _fsync is not None:
+            _fsync(f.fileno())
+
+
+def _rename(source, target):
+    os.rename(source, target)  # atomic on POSIX (and MicroPython's VFS): the old file or the new
+
+
 # "No such file": ENOENT is 2 on Linux and MicroPython ports, 44 on the WebAssembly
 # port's filesystem (WASI numbering).
 _NO_SUCH_FILE = (2, 44)
@@ -56,6 +69,9 @@ class AuditLog:
         """keep_torn_tail(offset, data): called with a torn tail's bytes before they are
         cut, to keep them as evidence; torn_tail is then (offset, data)."""
         self.path = path
+        # The leaf hashes of pruned records, 32 bytes per record from seq 1: with them the
+        # Merkle tree, its roots and its proofs stay whole after the records are gone.
+        self.pruned_leaves_path = path + ".pruned-leaves"
         self.writable = writable
         self.torn_tail = None
         self.torn_reason = None   # "torn" (an interrupted append) or "damaged" (a changed last record)
@@ -120,6 +136,7 @@ class AuditLog:
                 break
             if not self._offsets:
                 self.first_seq = logrecord.record_link(body)[0]
+                self._load_pruned_leaves()
             self._offsets.append(self._end + at)
             self.head_hash = logrecord.record_hash(body)
             self.tree.append(body)
@@ -147,6 +164,50 @@ class AuditLog:
                 if _fsync is not None:
                     _fsync(f.fileno())
         self._end += at
+
+    def _load_pruned_leaves(self):
+        """A log that starts after seq 1 was pruned: its tree begins with the kept leaf
+        hashes of the records before it (the file may hold more, written by a prune
+        that a power cut stopped before the log itself was rewritten)."""
+        if self.first_seq == 1 or self.tree.size:
+            return
+        try:
+            with open(self.pruned_leaves_path, "rb") as f:
+                leaves = f.read((self.first_seq - 1) * 32)
+        except OSError:
+            return  # no leaves: tree_head() says the tree cannot be built
+        if len(leaves) == (self.first_seq - 1) * 32:
+            for i in range(0, len(leaves), 32):
+                self.tree.append_leaf_hash(leaves[i:i + 32])
+
+    def prune(self, count):
+        """Drop the first `count` records (the caller decided they may go: acknowledged
+        by a collector and past the retention period). First the leaf hashes of every
+        record up to the new first one are written aside, then the log is rewritten
+        without those records and renamed into place: a power cut leaves the old log or
+        the new one, and either loads with a whole tree."""
+        if self.damage is not None or not self.writable:
+            raise AuditLogError("audit log %s is read-only: nothing is pruned" % self.path)
+        # The newest record always stays: the log's first record is what says where
+        # its seqs continue after a prune.
+        count = min(count, self.count - 1)
+        if count <= 0:
+            return 0
+        self._check_tree()
+        new_first = self.first_seq + count
+        leaves = b"".join(self.tree.leaf(i) for i in range(new_first - 1))
+        _write_durably(self.pruned_leaves_path + ".tmp", leaves)
+        _rename(self.pruned_leaves_path + ".tmp", self.pruned_leaves_path)
+        cut = self._offsets[count]
+        with open(self.path, "rb") as f:
+            f.seek(cut)
+            kept = f.read(self._end - cut)
+        _write_durably(self.path + ".tmp", kept)
+        _rename(self.path + ".tmp", self.path)
+        self._offsets = [offset - cut for offset in self._offsets[count:]]
+        self._end -= cut
+        self.first_seq = new_first
+        return count
 
     def _follows(self, body):
         """The record's layout holds and it takes the next seq. (Its hash link is the
@@ -217,8 +278,9 @@ class AuditLog:
         return self.tree.inclusion_proof(seq - 1, size)
 
     def _check_tree(self):
-        if self.first_seq != 1:
-            raise AuditLogError("the log starts at seq %d: its tree needs the records before it" % self.first_seq)
+        if self.tree.size != self.next_seq - 1:
+            raise AuditLogError("the log starts at seq %d and the leaf hashes of the records before it are missing: "
+                                "its tree cannot be built" % self.first_seq)
 
     def read(self, start_seq, max_count, fits=None):
         """Return record bytes from start_seq on: at most max_count records and, if

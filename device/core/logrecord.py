@@ -35,8 +35,9 @@ EVENT_ENROL = 3   # keys made, certificates and configuration installed (operato
 EVENT_CONFIG = 4  # a new signed configuration took effect
 EVENT_ROTATE = 5  # new keys and certificates replaced the old ones
 EVENT_DECOMMISSION = 6  # the device erases its keys
+EVENT_PRUNE = 7   # records acknowledged by a collector and past the retention period were pruned
 EVENT_NAMES = {EVENT_SEAL: "seal", EVENT_REPAIR: "repair", EVENT_ENROL: "enrol", EVENT_CONFIG: "configure",
-               EVENT_ROTATE: "rotate", EVENT_DECOMMISSION: "decommission"}
+               EVENT_ROTATE: "rotate", EVENT_DECOMMISSION: "decommission", EVENT_PRUNE: "prune"}
 # Every record must fit one transport frame with room to spare (protocol.log_batch_fits),
 # checked when the record is built, never discovered when it is pulled. A record is
 # never split across frames, so its size bounds the frame a noisy line must carry
