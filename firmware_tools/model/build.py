@@ -252,7 +252,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-per-class", type=int, default=3000, help="training frames per class")
     parser.add_argument("--val-per-class", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--stored-photos", type=int, default=1500,
+                        help="extra real training frames of the stored-photograph kind")
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--patches-per-frame", type=int, default=6, help="patches of each training frame trained on")
     parser.add_argument("--processes", type=int, default=2, help="data-generation worker processes")
     parser.add_argument("--threads", type=int, default=2, help="TensorFlow threads for training")
@@ -281,6 +283,13 @@ def main(argv=None):
     val_split = load_or_build_split(
         f"val-{args.val_per_class}",
         lambda: dataset.build_training_split("val", args.val_per_class, train_renders, args.processes))
+    stored = load_or_build_split(
+        f"train-stored-{args.stored_photos}",
+        lambda: dataset.build_stored_photo_split("train", args.stored_photos, args.processes))
+    val_stored = load_or_build_split(
+        "val-stored-100", lambda: dataset.build_stored_photo_split("val", 100, args.processes))
+    train_split = tuple(np.concatenate([a, b]) for a, b in zip(train_split, stored))
+    val_split = tuple(np.concatenate([a, b]) for a, b in zip(val_split, val_stored))
     calibration = load_or_build_split("calibration", lambda: dataset.build_calibration(args.processes))
     heldout = load_or_build_split("heldout", lambda: dataset.build_heldout(heldout_renders, args.processes))
     data_seconds = time.time() - started
@@ -312,6 +321,7 @@ def main(argv=None):
         "validation_frame_accuracy_keras_float": history["val_frame_accuracy"],
         "training": {
             "train_frames_per_class": args.train_per_class,
+            "stored_photo_frames": args.stored_photos,
             "val_frames_per_class": args.val_per_class,
             "patches_per_frame": args.patches_per_frame,
             "epochs": args.epochs,

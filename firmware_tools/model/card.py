@@ -94,6 +94,7 @@ def render(metrics):
         for entry in metrics["heldout"]["int8_perturbations"].values()
     )
     full = latency["int8_classify_full_frame_ms"]
+    busy = latency["int8_classify_full_frame_ms_all_cores_busy"]
     threshold_note = ("equal to" if threshold == DEFAULT_THRESHOLD else
                       f"**not** equal to the policy's DEFAULT_THRESHOLD {DEFAULT_THRESHOLD}; update device/core/policy.py to")
     return f"""# synthseal scene classifier v2 (int8 TFLite, native-resolution patches)
@@ -174,7 +175,9 @@ frames 192-384 px high, 1:1, 4:3, 3:4, 16:9.
   camera at native scale: lens blur, sometimes motion blur, vignetting,
   exposure/white balance, RGGB mosaic, Poisson shot noise (150-3000 e- full well) and
   read noise, bilinear demosaic, gamma tone curve, optional sharpening and ISP denoise,
-  optional capture-then-downscale (1.5-3x), optional JPEG (q{scenes.CAMERA_JPEG_QUALITY[0]}-{scenes.CAMERA_JPEG_QUALITY[1]}).
+  optional capture-then-downscale (1.5-3x), optional JPEG (q{scenes.CAMERA_JPEG_QUALITY[0]}-{scenes.CAMERA_JPEG_QUALITY[1]}); plus
+  {training.get('stored_photo_frames', 0)} extra frames of stored photographs (`dataset.make_stored_photo`): the same camera at
+  2-4x the stored size, reduced and re-encoded (q70-97), as packages and websites keep photographs.
 - `synthetic`: half POV-Ray renders of the training scene folders (native 400x300,
   crops), half numpy renders (flat shapes, procedural textures, UI text, clean
   photo-like scenes, ray-cast spheres), some JPEG-compressed (q{scenes.RENDER_JPEG_QUALITY[0]}-{scenes.RENDER_JPEG_QUALITY[1]}).
@@ -261,6 +264,7 @@ Median on the build machine ({latency['machine']}), tflite-runtime,
 | float32, same network | {latency['float32_ms_per_frame']['1']} ms | {latency['float32_ms_per_frame']['2']} ms |
 | int8 / float32 | {latency['int8_vs_float32']['1']} | {latency['int8_vs_float32']['2']} |
 | whole `classify()` of a {full['frame_shape'][1]}x{full['frame_shape'][0]} BGR frame | {full['ms']['1']} ms | {full['ms']['2']} ms |
+| the same with every core kept busy by other processes | {busy['1']} ms | {busy['2']} ms |
 
 The device default is 1 thread: on a loaded two-core device a second thread waits for a
 core at every layer.

@@ -167,6 +167,29 @@ def make_real(rng, photos):
     return scenes.camera_capture(rng, content, downscale), source
 
 
+def make_stored_photo(rng, photos):
+    """A real photograph as packages and websites store it: captured by the simulated
+    camera at 2-4x the stored size, then reduced and re-encoded, which averages the sensor
+    noise away and leaves a clean-looking but natural image."""
+    height = int(rng.integers(192, 289))
+    width = max(128, int(height * [1.0, 4 / 3, 3 / 4][int(rng.integers(0, 3))]))
+    pick = rng.random()
+    if pick < 0.3:
+        photo = photos[int(rng.integers(0, len(photos)))]
+        content = scenes.resize(scenes.to_float(random_crop(rng, photo)), height, width, Image.BICUBIC)
+        source = "stored_photo_of_photo"
+    elif pick < 0.45:
+        content, _ = numpy_render(rng, height, width)
+        source = "stored_photo_of_flat_subject"
+    else:
+        content = natural_content(rng, height, width)
+        source = "stored_photo_of_scene"
+    frame = scenes.camera_capture(rng, content, rng.uniform(2.0, 4.0))
+    if rng.random() < 0.6:
+        frame = scenes.jpeg_roundtrip(frame, rng.uniform(70, 97))
+    return frame, source
+
+
 def make_synthetic(rng, engine_renders):
     if engine_renders and rng.random() < 0.5:
         return engine_render(rng, engine_renders)
@@ -226,6 +249,14 @@ def _make_training_sample(job):
     return to_patches(frame), class_index, source
 
 
+def _make_stored_photo_sample(job):
+    split, sample_index = job
+    rng = np.random.default_rng([SPLIT_SEEDS[split], 10, sample_index])
+    frame, source = make_stored_photo(rng, _WORKER["photos"])
+    frame = scenes.robustness_augment(rng, maybe_grayscale(rng, frame))
+    return to_patches(frame), LABELS.index("real"), source
+
+
 def _make_calibration_sample(job):
     photo_index, crop_index = job
     rng = np.random.default_rng([SPLIT_SEEDS["calibration"], photo_index, crop_index])
@@ -272,6 +303,13 @@ def build_training_split(split, per_class, engine_renders, processes=2):
     state = {"photos": training_photos(), "renders": engine_renders}
     with Pool(processes, initializer=_init_worker, initargs=(state,)) as pool:
         return _collect(pool.map(_make_training_sample, jobs, chunksize=16))
+
+
+def build_stored_photo_split(split, count, processes=2):
+    """Extra real frames of the stored-photograph kind (make_stored_photo)."""
+    jobs = [(split, i) for i in range(count)]
+    with Pool(processes, initializer=_init_worker, initargs=({"photos": training_photos()},)) as pool:
+        return _collect(pool.map(_make_stored_photo_sample, jobs, chunksize=16))
 
 
 def build_calibration(processes=2):
