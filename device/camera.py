@@ -12,8 +12,41 @@ class CameraError(Exception):
     pass
 
 
+def _tent(plane):
+    """[1 2 1]/4 in both directions, edges repeated."""
+    padded = np.pad(plane, 1, mode="edge")
+    rows = (padded[:-2] + 2 * padded[1:-1] + padded[2:]) / 4
+    return (rows[:, :-2] + 2 * rows[:, 1:-1] + rows[:, 2:]) / 4
+
+
+def _through_a_sensor(scene, noise, rng):
+    """What a camera makes of a scene (0-255 float): a little optical blur, an RGGB
+    colour-filter mosaic, shot noise that grows with the signal plus read noise (noise is
+    the standard deviation in grey levels at mid-grey), bilinear demosaicing and the
+    display gamma. The traces a real capture carries, so that the scene classifier sees
+    a camera frame here and not a render with noise on top."""
+    h, w, _ = scene.shape
+    linear = (np.clip(scene, 0, 255) / 255.0) ** 2.2
+    masks = np.zeros((h, w, 3), np.float32)
+    masks[0::2, 0::2, 0] = 1
+    masks[0::2, 1::2, 1] = 1
+    masks[1::2, 0::2, 1] = 1
+    masks[1::2, 1::2, 2] = 1
+    raw = sum(_tent(linear[..., c]) * masks[..., c] for c in range(3))
+    # sigma in linear units at mid-grey (0.5 display -> ~0.22 linear), mostly shot noise.
+    sigma_mid = noise / 255.0 * 2.2 * 0.22 / 0.5
+    full_well = 0.22 / max(sigma_mid, 1e-6) ** 2
+    raw = rng.poisson(np.clip(raw, 0, 1) * full_well).astype(np.float32) / full_well
+    raw += rng.normal(0, sigma_mid * 0.3, raw.shape).astype(np.float32)
+    rgb = np.empty_like(masks)
+    for c in range(3):
+        rgb[..., c] = _tent(raw * masks[..., c]) / _tent(masks[..., c])
+    return (np.clip(rgb, 0, 1) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)
+
+
 class FakeCamera:
-    """Deterministic test scenes: smooth gradients, shapes and sensor-like noise.
+    """Deterministic test scenes: smooth gradients and shapes, captured through a
+    simulated sensor (mosaic, shot and read noise, demosaic).
     Frame n is the same on every run (seeded by n), different from frame n+1.
     sensor_noise=0 gives clean renders, as a rig feeding a capture card would."""
 
@@ -59,8 +92,9 @@ class FakeCamera:
             mask = (y - cy / h) ** 2 * h * h + (x - cx / w) ** 2 * w * w < r * r
             frame[mask] = rng.uniform(0, 255, size=3)
         if self.sensor_noise:
-            frame += rng.normal(0, self.sensor_noise, size=(h, w, 1)).astype(np.float32)
-        out = np.clip(frame, 0, 255).astype(np.uint8)
+            out = _through_a_sensor(frame, self.sensor_noise, rng)
+        else:
+            out = np.clip(frame, 0, 255).astype(np.uint8)
         self.frame_index += 1
         return out
 

@@ -43,19 +43,57 @@ def load_interpreter_class():
         ) from None
 
 
-def sample_grid(frame, height, width):
-    """Pick a height x width grid of pixels spread over the whole frame (nearest sampling).
+# Patch origins are multiples of this: an even row and column keep the colour-filter
+# array's phase (RGGB stays RGGB in every patch), and 16 keeps the JPEG 8x8 blocks and
+# 4:2:0 macroblocks of the frame aligned with the patch, so a patch carries exactly the
+# demosaic and compression traces that the frame carries at that place.
+PATCH_ALIGN = 16
 
-    Strided sampling instead of an area-averaging resize is deliberate: it costs a
-    gather of height*width pixels whatever the frame size (a 3040x4056 frame included),
-    and it keeps each sampled pixel's own sensor noise, demosaic and screen-grid aliasing,
-    which are the cues that separate a camera capture from a render or a recapture.
+
+def patch_grid(count, frame_h, frame_w):
+    """rows x cols == count, the factorisation whose cell shape is closest to square for this frame."""
+    best = None
+    for rows in range(1, count + 1):
+        if count % rows:
+            continue
+        cols = count // rows
+        mismatch = abs(np.log((frame_h / rows) / (frame_w / cols)))
+        if best is None or mismatch < best[0]:
+            best = (mismatch, rows, cols)
+    return best[1], best[2]
+
+
+def _aligned_starts(length, cells, size):
+    centres = (np.arange(cells) + 0.5) * length / cells
+    last = ((length - size) // PATCH_ALIGN) * PATCH_ALIGN
+    starts = (np.maximum(centres - size / 2, 0) // PATCH_ALIGN).astype(np.int64) * PATCH_ALIGN
+    return np.minimum(starts, last)
+
+
+def patch_origins(frame_h, frame_w, count, size):
+    """(top, left) of count native-resolution size x size patches spread over the frame:
+    one per cell of a rows x cols grid, centred in its cell, aligned to PATCH_ALIGN."""
+    rows, cols = patch_grid(count, frame_h, frame_w)
+    tops = _aligned_starts(frame_h, rows, size)
+    lefts = _aligned_starts(frame_w, cols, size)
+    return [(int(top), int(left)) for top in tops for left in lefts]
+
+
+def extract_patches(frame, count, size):
+    """count x size x size x 3 patches cut from the frame at native pixel scale.
+
+    No resizing of any kind: every pixel the model sees is a pixel of the frame, with its
+    own sensor noise, demosaic correlations, sharpening halo, JPEG block and screen-grid
+    aliasing, which are the cues that separate a camera capture from a render or a
+    recapture. A frame smaller than a patch is mirrored out to the patch size first.
+    The cost is a copy of count*size*size pixels whatever the frame size.
     Training data goes through this same function, so the model sees what it was taught on.
     """
     frame_h, frame_w = frame.shape[:2]
-    rows = (np.arange(height) * frame_h) // height + frame_h // (2 * height)
-    cols = (np.arange(width) * frame_w) // width + frame_w // (2 * width)
-    return frame[rows[:, None], cols[None, :]]
+    if frame_h < size or frame_w < size:
+        frame = np.pad(frame, ((0, max(0, size - frame_h)), (0, max(0, size - frame_w)), (0, 0)), mode="symmetric")
+        frame_h, frame_w = frame.shape[:2]
+    return np.stack([frame[top:top + size, left:left + size] for top, left in patch_origins(frame_h, frame_w, count, size)])
 
 
 def check_frame(frame, channel_order="RGB"):
@@ -78,14 +116,25 @@ def check_frame(frame, channel_order="RGB"):
         raise ClassifierError(f"frame has dtype {frame.dtype}, expected uint8")
 
 
-def preprocess(frame, height, width, channel_order="RGB"):
-    """HxWx3 uint8 frame in channel_order -> height x width x 3 uint8 RGB model image."""
+def preprocess(frame, count, size, channel_order="RGB"):
+    """HxWx3 uint8 frame in channel_order -> count x size x size x 3 uint8 RGB patches."""
     check_frame(frame, channel_order)
-    image = sample_grid(frame, height, width)
+    patches = extract_patches(frame, count, size)
     if channel_order == "BGR":
         # picamera2's RGB888 format is B, G, R in memory.
-        image = image[..., ::-1]
-    return np.ascontiguousarray(image)
+        patches = patches[..., ::-1]
+    return np.ascontiguousarray(patches)
+
+
+def aggregate(patch_probabilities):
+    """The frame's verdict from its patches' verdicts: the mean of the per-patch class
+    probabilities (N x classes -> classes).
+
+    A mean, not a max: a real photograph has patches without any trace (a clear sky, a
+    blown highlight) that read as anything, and one such patch must not flag the frame;
+    the mean needs most of the frame to agree, and still sums to one.
+    """
+    return np.asarray(patch_probabilities, np.float64).mean(axis=0)
 
 
 def read_labels(labels_path):
@@ -171,13 +220,26 @@ def probabilities_from_output(raw, scale, zero_point):
     return np.clip(scores, 0.0, None) / total
 
 
-class Classifier:
-    """One int8 interpreter for the life of the object; classify() maps a frame to class probabilities."""
+# One interpreter thread: the network is small, and on a loaded two-core device a second
+# thread waits for a core at every layer (measured 30x slower under load with 2 threads;
+# `make bench` reports both). A device with idle cores may raise classifier.threads.
+DEFAULT_THREADS = 1
 
-    def __init__(self, model_path=DEFAULT_MODEL, labels_path=DEFAULT_LABELS, num_threads=2,
+
+class Classifier:
+    """One int8 interpreter for the life of the object; classify() maps a frame to class probabilities.
+
+    The model takes a batch of N native-resolution patches ([N, size, size, 3], N and
+    size read from the model) and returns one softmax per patch ([N, classes]);
+    classify() cuts the patches from the frame (extract_patches) and aggregates their
+    verdicts into the frame's (aggregate).
+    """
+
+    def __init__(self, model_path=DEFAULT_MODEL, labels_path=DEFAULT_LABELS, num_threads=DEFAULT_THREADS,
                  required_labels=()):
         """required_labels: class names the caller acts on (the policy's); a labels file
-        without them is refused, so that a renamed class can never read as "not found"."""
+        without them is refused, so that a renamed class can never read as "not found".
+        num_threads: interpreter threads; 1 by default (see DEFAULT_THREADS)."""
         model_path = Path(model_path)
         if not model_path.is_file():
             raise ClassifierError(
@@ -218,11 +280,11 @@ class Classifier:
                     "(python -m synthseal.firmware_tools.convert_model --help)"
                 )
         shape = tuple(int(n) for n in self._input["shape"])
-        if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
+        if len(shape) != 4 or shape[0] < 1 or shape[1] != shape[2] or shape[1] < 8 or shape[3] != 3:
             raise ClassifierError(
-                f"model {model_path} input shape {list(shape)} is not [1, H, W, 3]"
+                f"model {model_path} input shape {list(shape)} is not [patches, size, size, 3]"
             )
-        self.input_height, self.input_width = shape[1], shape[2]
+        self.patch_count, self.patch_size = shape[0], shape[1]
         # (scale, zero_point) as stored in the model: real_value = scale * (int8 - zero_point).
         self.input_quantization = tuple(self._input["quantization"])
         self.output_quantization = tuple(self._output["quantization"])
@@ -245,11 +307,16 @@ class Classifier:
         # Recorded with every decision, so a verdict names the exact model that made it.
         self.model_sha256 = hashlib.sha256(model_path.read_bytes()).hexdigest()
         self.labels = read_labels(labels_path)
-        output_size = int(np.prod(self._output["shape"]))
-        if len(self.labels) != output_size:
+        output_shape = [int(n) for n in self._output["shape"]]
+        if len(output_shape) != 2 or output_shape[0] != self.patch_count:
+            raise ClassifierError(
+                f"model {model_path} output shape {output_shape} is not [{self.patch_count}, classes]: "
+                "one class-score row per input patch"
+            )
+        if len(self.labels) != output_shape[1]:
             raise ClassifierError(
                 f"labels file {labels_path} has {len(self.labels)} classes but model "
-                f"{model_path} outputs {output_size}; use the labels.txt built with this model"
+                f"{model_path} outputs {output_shape[1]}; use the labels.txt built with this model"
             )
         missing = [name for name in required_labels if name not in self.labels]
         if missing:
@@ -259,36 +326,43 @@ class Classifier:
             )
         # A zero frame through the network once: a model whose output is not a probability
         # distribution (logits, no softmax) is refused here rather than misread per frame.
-        self.classify_image(np.zeros((self.input_height, self.input_width, 3), np.uint8))
+        self.classify_patches(np.zeros(self.patches_shape, np.uint8))
+
+    @property
+    def patches_shape(self):
+        return (self.patch_count, self.patch_size, self.patch_size, 3)
 
     def quantize_input(self, image):
-        """uint8 RGB model image -> int8 input tensor, with the model's own scale/zero point.
+        """uint8 RGB patches -> int8 input tensor, with the model's own scale/zero point.
 
         Every model takes pixel/255 (the contract checked at load); the scale and zero point
         that map it to int8 are read from the model, since each conversion picks its own.
         """
         real = image.astype(np.float32) / 255.0
         quantized = np.round(real / self._input_scale) + self._input_zero_point
-        return np.clip(quantized, -128, 127).astype(np.int8)[None, ...]
+        return np.clip(quantized, -128, 127).astype(np.int8)
 
-    def classify_image(self, image):
-        """Model-sized uint8 RGB image -> {class_name: probability}."""
-        expected = (self.input_height, self.input_width, 3)
-        if not isinstance(image, np.ndarray) or image.shape != expected or image.dtype != np.uint8:
+    def patch_probabilities(self, patches):
+        """N x size x size x 3 uint8 RGB patches -> N x classes per-patch probabilities."""
+        if not isinstance(patches, np.ndarray) or patches.shape != self.patches_shape or patches.dtype != np.uint8:
             raise ClassifierError(
-                f"model image must be a uint8 array of shape {expected}; "
+                f"model patches must be a uint8 array of shape {self.patches_shape}; "
                 "pass camera frames of any size to classify() instead"
             )
-        self._interpreter.set_tensor(self._input["index"], self.quantize_input(image))
+        self._interpreter.set_tensor(self._input["index"], self.quantize_input(patches))
         self._interpreter.invoke()
-        raw = self._interpreter.get_tensor(self._output["index"]).reshape(-1)
-        scores = probabilities_from_output(raw, self._output_scale, self._output_zero_point)
+        raw = self._interpreter.get_tensor(self._output["index"])
+        return np.stack([probabilities_from_output(row, self._output_scale, self._output_zero_point) for row in raw])
+
+    def classify_patches(self, patches):
+        """Model-shaped patches -> {class_name: probability} for the frame they came from."""
+        scores = aggregate(self.patch_probabilities(patches))
         return {label: float(score) for label, score in zip(self.labels, scores)}
 
     def classify(self, frame, channel_order="RGB"):
         """HxWx3 uint8 frame of any size -> {class_name: probability}, summing to ~1.
 
-        channel_order is "RGB", or "BGR" for picamera2 RGB888 buffers.
+        channel_order is "RGB", or "BGR" for picamera2 RGB888 buffers. The model reads
+        the processed (ISP) frame; it does not need picamera2's raw Bayer stream.
         """
-        image = preprocess(frame, self.input_height, self.input_width, channel_order)
-        return self.classify_image(image)
+        return self.classify_patches(preprocess(frame, self.patch_count, self.patch_size, channel_order))

@@ -85,7 +85,8 @@ SCHEMA = {
         "model": (SHIPPED, _path, "'shipped', 'none' or a path to an int8 .tflite file",
                   "the scene classifier run on every declared capture"),
         "labels": (SHIPPED, _path, "'shipped' or a path", "the model's class names, one per line"),
-        "threads": (2, _positive_int, "a positive integer", "interpreter threads"),
+        "threads": (1, _positive_int, "a positive integer",
+                    "interpreter threads (1: a second thread waits for a core on a loaded device)"),
     },
     "serial": {
         "port": ("/dev/ttyGS0", _string, "a device path, or \"\" to serve no port",

@@ -7,12 +7,14 @@ Run it in the training environment (TensorFlow), e.g.:
         --representative vendor_data/calibration --labels my_labels.txt \\
         --eval vendor_data/labelled --out models/vendor_int8.tflite
 
-Model contract (the device feeds every model the same way): one input of shape
-[1, H, W, 3] taking RGB pixels / 255 (float in [0, 1]), one output of class scores
-(softmax) in the order of the labels file, which must name the classes the labeling
-policy acts on (`synthetic`, `screen`; `real` by convention). The device samples each
-camera frame on an HxW grid (device.classifier.preprocess); representative and evaluation images go through
-the same function here.
+Model contract (the device feeds every model the same way): a patch classifier, one
+input of shape [N, S, S, 3] taking N native-resolution RGB patches / 255 (float in
+[0, 1]), one output [N, classes] of per-patch class scores (softmax) in the order of the
+labels file, which must name the classes the labeling policy acts on (`synthetic`,
+`screen`; `real` by convention). A Keras model with a free batch size is given the fixed
+batch of --patches here. The device cuts N patches from each camera frame
+(device.classifier.preprocess) and averages their scores (device.classifier.aggregate);
+representative and evaluation images go through the same functions here.
 
 Steps: convert with post-training full-integer quantization using the representative
 images; fail unless every tensor is integer (int8, with int32 biases) and input and
@@ -62,7 +64,7 @@ def class_subfolders(folder, labels):
     return subfolders
 
 
-def labelled_images(folder, labels, height, width):
+def labelled_images(folder, labels, count, size):
     """Images and label indices from folder/<label>/*."""
     from ..device.classifier import preprocess
 
@@ -71,7 +73,7 @@ def labelled_images(folder, labels, height, width):
     images, targets = [], []
     for name in subfolders:
         for path in image_files(folder / name):
-            images.append(preprocess(load_frame(path), height, width))
+            images.append(preprocess(load_frame(path), count, size))
             targets.append(labels.index(name))
     if not images:
         raise SystemExit(f"--eval {folder}: no images found in class subfolders")
@@ -90,7 +92,9 @@ def parse_args(argv):
     parser.add_argument("--labels", required=True, help="labels file, one class per line, in model output order")
     parser.add_argument("--out", required=True, help="output .tflite path; the labels are copied beside it as <out>.labels.txt")
     parser.add_argument("--eval", help="labelled folder: one subfolder per class, named as in --labels")
-    parser.add_argument("--max-representative", type=int, default=300, help="representative frames used (default 300)")
+    parser.add_argument("--max-representative", type=int, default=100, help="representative frames used (default 100)")
+    parser.add_argument("--patches", type=int, default=12,
+                        help="patches per frame, for a Keras model with a free batch size (default 12)")
     parser.add_argument("--report", help="also write the JSON report to this file")
     return parser.parse_args(argv)
 
@@ -120,7 +124,7 @@ def main(argv=None):
     from .model import quantize  # TensorFlow: seconds to import
 
     try:
-        model = quantize.load_model(args.model)
+        model = quantize.with_patch_batch(quantize.load_model(args.model), args.patches)
         float_bytes = quantize.convert_float(model)
     except Exception as exc:  # TensorFlow raises many types; the first line says what
         raise SystemExit(f"cannot load or convert {args.model}: {_first_line(exc)}") from None
@@ -128,11 +132,12 @@ def main(argv=None):
         float_path = Path(scratch) / "float32.tflite"
         float_path.write_bytes(float_bytes)
         float_model = FloatModel(float_path)
-        _, height, width, channels = (int(n) for n in float_model.input["shape"])
-        if channels != 3:
-            raise SystemExit(f"model input has {channels} channels; the device feeds RGB (3)")
+        count, height, width, channels = (int(n) for n in float_model.input["shape"])
+        if channels != 3 or height != width:
+            raise SystemExit(f"model input is [{count}, {height}, {width}, {channels}]; the device feeds "
+                             "[patches, S, S, 3] (square RGB patches)")
 
-        representative = np.stack([preprocess(load_frame(p), height, width) for p in rep_files])
+        representative = np.stack([preprocess(load_frame(p), count, height) for p in rep_files])
         try:
             int8_bytes = quantize.convert_int8(model, representative, max_samples=len(representative))
         except Exception as exc:
@@ -146,7 +151,7 @@ def main(argv=None):
         scratch_labels = Path(scratch) / "labels.txt"
         scratch_labels.write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
 
-        report = {"model": str(out), "labels": str(labels_out), "input": [height, width, 3],
+        report = {"model": str(out), "labels": str(labels_out), "input": [count, height, width, 3],
                   "representative_frames": len(representative), "size_bytes": len(int8_bytes)}
         problems = fully_integer_problems(int8_path)
         report["fully_integer"] = not problems
@@ -162,7 +167,7 @@ def main(argv=None):
             shutil.copyfile(scratch_labels, labels_out)
 
         if args.eval and classifier is not None:
-            images, targets = labelled_images(args.eval, labels, height, width)
+            images, targets = labelled_images(args.eval, labels, count, height)
             float_pred = float_model.predict(images).argmax(axis=1)
             int8_pred = predict_int8(classifier, images).argmax(axis=1)
             report["eval"] = {

@@ -479,6 +479,7 @@ def _add_credential_options(p, required=True):
 
 
 def _add_provisioning_options(p, settings=True, keep_unset=False):
+    from ..device.core.policy import DEFAULT_THRESHOLD
     p.add_argument("--ca", required=True, metavar="DIR", help="the vendor CA folder (`ca init`); its passphrase "
                                                              "from $SYNTHSEAL_CA_PASSPHRASE or a prompt")
     p.add_argument("--inventory", metavar="PATH", help="inventory database (default: DIR/inventory.sqlite)")
@@ -496,7 +497,7 @@ def _add_provisioning_options(p, settings=True, keep_unset=False):
         p.add_argument("--label-position", help="corner of the visible label: bottom-left, bottom-right, top-left, "
                                                 "top-right (%s)" % unset("bottom-left"))
         p.add_argument("--threshold", type=float, help="classifier score at which a declared capture is labelled "
-                                                       "suspected (%s)" % unset("0.8"))
+                                                       "suspected (%s)" % unset(DEFAULT_THRESHOLD))
         p.add_argument("--retention-days", type=int, help="audit log retention in days, at least 180 (%s)"
                                                            % unset("183"))
 

@@ -126,7 +126,7 @@ def run_demo(out, frames=6):
                 agent.stop()
 
             _step(6, "Device: the camera now films a monitor showing a render (2 clean frames, declared as real "
-                     "captures); the agent restarts and its classifier catches them")
+                     "captures); the agent restarts and its classifier flags those it scores at or above its threshold")
             _write_config(config, state, files, socket_dir / "agent.sock", link.device_port, 0, 1)
             agent = _start_agent(config, agent_log)
             try:

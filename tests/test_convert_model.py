@@ -25,12 +25,16 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _write_frames(folder, images, scale=4):
+def _mosaic(patches, cols=4):
+    """The 12 patches tiled 3x4: a 192x256 frame whose patches are exactly these."""
+    rows = [np.concatenate(list(patches[r * cols:(r + 1) * cols]), axis=1) for r in range(len(patches) // cols)]
+    return np.concatenate(rows, axis=0)
+
+
+def _write_frames(folder, items):
     folder.mkdir(parents=True, exist_ok=True)
-    for n, image in enumerate(images):
-        # Camera-sized frames: the converter samples them back to the model grid.
-        big = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
-        Image.fromarray(big).save(folder / f"{n:03d}.png")
+    for n, patches in enumerate(items):
+        Image.fromarray(_mosaic(patches)).save(folder / f"{n:03d}.png")
 
 
 def _convert(*args):
@@ -40,7 +44,7 @@ def _convert(*args):
 
 def test_keras_model_converts_to_full_integer_and_is_evaluated(tmp_path):
     with np.load(HELDOUT) as data:
-        images, labels = data["images"], data["labels"]
+        images, labels = data["patches"], data["labels"]
     names = LABELS.read_text(encoding="utf-8").split()
     _write_frames(tmp_path / "calibration", images[::7])
     for index, name in enumerate(names):
@@ -58,7 +62,7 @@ def test_keras_model_converts_to_full_integer_and_is_evaluated(tmp_path):
 
 def test_eval_folder_with_an_unknown_class_is_refused(tmp_path):
     with np.load(HELDOUT) as data:
-        images = data["images"][:3]
+        images = data["patches"][:3]
     _write_frames(tmp_path / "calibration", images)
     _write_frames(tmp_path / "labelled" / "cartoon", images)
     result = _convert(KERAS_MODEL, "--representative", tmp_path / "calibration", "--labels", LABELS,

@@ -41,9 +41,9 @@ SCORES_REAL = {"real": 0.9, "synthetic": 0.06, "screen": 0.04}
 
 @pytest.mark.parametrize("scores,rule", [
     (SCORES_REAL, "capture"),
-    ({"real": 0.1, "synthetic": 0.85, "screen": 0.05}, "capture-synthetic"),
-    ({"real": 0.1, "synthetic": 0.05, "screen": 0.85}, "capture-screen"),
-    ({"real": 0.3, "synthetic": 0.69, "screen": 0.01}, "capture"),  # under the threshold
+    ({"real": 0.0, "synthetic": policy.DEFAULT_THRESHOLD, "screen": 0.0}, "capture-synthetic"),
+    ({"real": 0.0, "synthetic": 0.0, "screen": policy.DEFAULT_THRESHOLD}, "capture-screen"),
+    ({"real": 0.3, "synthetic": round(policy.DEFAULT_THRESHOLD - 0.01, 4), "screen": 0.01}, "capture"),  # under the threshold
 ])
 def test_classifier_verdicts_on_a_declared_capture(scores, rule):
     decision = policy.decide("capture", scores)

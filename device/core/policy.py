@@ -51,7 +51,9 @@ POLICY_TABLE = {
     # The classifier failed on this frame: fail closed, never "real".
     "capture-unclassified": {"label": "2", "explicit": False, "dst": "digitalCapture", "art17": None},
 }
-DEFAULT_THRESHOLD = 0.8
+# Calibrated with the shipped model: the lowest threshold that flags at most 1 % of the
+# calibration photographs (models/MODEL_CARD.md, "Calibration"); a new model brings its own.
+DEFAULT_THRESHOLD = 0.99
 # Classifier class -> the rule it triggers for an undeclared capture.
 CLASS_RULES = {"synthetic": "capture-synthetic", "screen": "capture-screen"}
 

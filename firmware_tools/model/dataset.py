@@ -1,17 +1,24 @@
-"""Build the training, validation and held-out sets as model-sized uint8 RGB arrays.
+"""Build the training, calibration and held-out sets as native-resolution patches.
 
-Every frame is generated at camera-frame size and reduced with the device's own
-preprocessing (device.classifier.preprocess), so training sees exactly what the device
-feeds the model.
+Every frame is made at camera-frame size and cut into patches with the device's own
+extract_patches (device.classifier.preprocess): training sees exactly what the device
+feeds the model, pixel for pixel.
 
-Photographs that ship inside installable packages:
-- training only: scipy 1.11 (scipy/misc face.dat, ascent.dat) and matplotlib
-  (mpl-data/sample_data/grace_hopper.jpg);
-- held-out evaluation only: scikit-image 0.22 (skimage/data/*.png|jpg).
-The two sets are disjoint, and no held-out photograph reaches training in any form
-(neither as a "real" frame nor as content shown on a simulated screen).
+Sources, by role (the card lists them from SOURCES):
+- training only: photographs in scipy 1.11 (scipy/misc face, ascent) and matplotlib
+  (grace_hopper.jpg); POV-Ray sample scenes of the folders renders.POVRAY_TRAIN_FOLDERS;
+  the numpy render families of scenes.py; the simulated camera on natural content;
+  RGB-stripe and PenTile panels.
+- calibration only (the default threshold): photographs in scikit-learn (china.jpg,
+  flower.jpg) and PyWavelets (aero), used neither for training nor for the held-out figures.
+- held-out only: photographs in scikit-image 0.22 (skimage/data), POV-Ray sample scenes
+  of renders.POVRAY_HELDOUT_FOLDERS, matplotlib mplot3d renders (an engine training
+  never saw), LED-wall panels (a layout training never saw) beside the two trained ones.
+No held-out or calibration photograph reaches training in any form (neither as a "real"
+frame nor as content shown on a simulated screen).
 """
 
+import warnings
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -19,11 +26,15 @@ import numpy as np
 from PIL import Image
 
 from ...device.classifier import preprocess
-from . import scenes
+from . import renders, scenes
 
 LABELS = ("real", "synthetic", "screen")
-INPUT_SIZE = 64
-SPLIT_SEEDS = {"train": 1, "val": 2, "heldout": 3}
+PATCH_SIZE = 64
+PATCH_COUNT = 12
+SPLIT_SEEDS = {"train": 1, "val": 2, "calibration": 4, "heldout": 3}
+
+TRAIN_PANELS = ("rgb_stripe", "pentile")
+HELDOUT_PANELS = scenes.PANEL_LAYOUTS  # led_wall is new to the model
 
 # Camera photographs in the scikit-image wheel (skimage/data). Left out on purpose:
 # drawings and test patterns (chessboard, color, logo, phantom, horse), microscopy and
@@ -34,8 +45,27 @@ HELDOUT_PHOTO_FILES = (
     "coffee.png", "coins.png", "grass.png", "gravel.png", "moon.png",
     "motorcycle_left.png", "rocket.jpg", "text.png",
 )
-HELDOUT_CROPS_PER_PHOTO = 9
-HELDOUT_PER_CLASS = len(HELDOUT_PHOTO_FILES) * HELDOUT_CROPS_PER_PHOTO
+HELDOUT_CROPS_PER_PHOTO = 8
+HELDOUT_MPLOT3D_RENDERS = 40
+HELDOUT_POVRAY_MAX = 80
+HELDOUT_SCREENS = 60
+CALIBRATION_CROPS_PER_PHOTO = 30
+
+# What the card says about every source: role, package, files, licence.
+SOURCES = [
+    {"class": "real", "role": "train", "package": "scipy 1.11 (wheel)", "files": "scipy/misc/face.dat, ascent.dat", "count": 2, "licence": "public domain (per the scipy.misc docstrings)"},
+    {"class": "real", "role": "train", "package": "matplotlib 3.8 (wheel)", "files": "mpl-data/sample_data/grace_hopper.jpg", "count": 1, "licence": "public domain (US Navy photograph)"},
+    {"class": "real", "role": "train", "package": "synthseal scenes.py", "files": "simulated camera (RGGB mosaic, shot+read noise, bilinear demosaic, tone curve, sharpening, JPEG) on dead-leaves, landscape and flat subjects", "count": None, "licence": "Apache-2.0 (this project)"},
+    {"class": "real", "role": "calibration", "package": "scikit-learn 1.5 (wheel)", "files": "sklearn/datasets/images/china.jpg, flower.jpg", "count": 2, "licence": "CC-BY 2.0 (sklearn/datasets/images/README.txt)"},
+    {"class": "real", "role": "calibration", "package": "PyWavelets 1.7 (wheel)", "files": "pywt/data/aero.npz", "count": 1, "licence": "shipped in PyWavelets (MIT); the image's own origin is not stated there"},
+    {"class": "real", "role": "held out", "package": "scikit-image 0.22 (wheel)", "files": "skimage/data: " + ", ".join(HELDOUT_PHOTO_FILES), "count": len(HELDOUT_PHOTO_FILES), "licence": "per file in skimage/data/README.txt"},
+    {"class": "synthetic", "role": "train", "package": "synthseal scenes.py", "files": "numpy renders: flat_shapes, cg_texture, ui_text, clean_scene, shaded_3d (ray-cast)", "count": None, "licence": "Apache-2.0 (this project)"},
+    {"class": "synthetic", "role": "train", "package": "Debian povray 3.7 + povray-examples", "files": "sample scenes in " + ", ".join(renders.POVRAY_TRAIN_FOLDERS) + ", rendered here at 400x300, AA 0.3", "count": "POVRAY_TRAIN", "licence": "scenes CC-BY-3.0, include files CC-BY-SA-3.0 (Debian copyright file); renders made here"},
+    {"class": "synthetic", "role": "held out", "package": "Debian povray 3.7 + povray-examples", "files": "sample scenes in " + ", ".join(renders.POVRAY_HELDOUT_FOLDERS) + ", rendered here at 400x300, AA 0.3", "count": "POVRAY_HELDOUT", "licence": "scenes CC-BY-3.0, include files CC-BY-SA-3.0 (Debian copyright file); renders made here"},
+    {"class": "synthetic", "role": "held out", "package": "matplotlib 3.8 mplot3d, Agg rasteriser (engine never trained)", "files": "shaded surfaces, bars, tori drawn here at 400x300", "count": HELDOUT_MPLOT3D_RENDERS, "licence": "PSF-based matplotlib licence; drawn by this project"},
+    {"class": "screen", "role": "train", "package": "synthseal scenes.py", "files": "RGB-stripe and PenTile panels showing training photographs and renders, filmed by the simulated camera", "count": None, "licence": "Apache-2.0 (this project)"},
+    {"class": "screen", "role": "held out", "package": "synthseal scenes.py", "files": "RGB-stripe, PenTile and LED-wall (layout never trained) panels showing held-out photographs and renders", "count": HELDOUT_SCREENS, "licence": "Apache-2.0 (this project)"},
+]
 
 
 def _as_rgb(array):
@@ -46,16 +76,24 @@ def _as_rgb(array):
 
 
 def training_photos():
-    """The training photographs, never the evaluation ones."""
+    """The training photographs, never the calibration or evaluation ones."""
     from matplotlib import cbook
     from scipy import misc
 
     with cbook.get_sample_data("grace_hopper.jpg") as handle:
         hopper = np.asarray(Image.open(handle).convert("RGB"))
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return [_as_rgb(misc.face()), _as_rgb(misc.ascent()), _as_rgb(hopper)]
+
+
+def calibration_photos():
+    import pywt
+    from sklearn.datasets import load_sample_images
+
+    images = load_sample_images()
+    named = [(Path(name).name, _as_rgb(image)) for name, image in zip(images.filenames, images.images)]
+    return named + [("aero", _as_rgb(np.clip(pywt.data.aero(), 0, 255)))]
 
 
 def heldout_photos():
@@ -66,9 +104,9 @@ def heldout_photos():
 
 
 def random_frame_size(rng):
-    height = int(rng.integers(128, 385))
+    height = int(rng.integers(192, 385))
     aspect = [1.0, 4 / 3, 3 / 4, 16 / 9][int(rng.integers(0, 4))]
-    return height, max(96, int(height * aspect))
+    return height, max(128, int(height * aspect))
 
 
 def random_crop(rng, photo, min_fraction=0.4):
@@ -82,7 +120,8 @@ def random_crop(rng, photo, min_fraction=0.4):
     return crop[:, ::-1] if rng.random() < 0.5 else crop
 
 
-def render(rng, families, height, width):
+def numpy_render(rng, height, width):
+    families = tuple(scenes.RENDER_FAMILIES)
     family = families[int(rng.integers(0, len(families)))]
     return scenes.RENDER_FAMILIES[family](rng, height, width), family
 
@@ -93,45 +132,90 @@ def natural_content(rng, height, width):
     return scenes.landscape_scene(rng, height, width)
 
 
+def engine_render(rng, engine_renders):
+    """A crop of a real engine's render at native scale (sometimes the whole frame)."""
+    name, image = engine_renders[int(rng.integers(0, len(engine_renders)))]
+    if rng.random() < 0.5:
+        image = random_crop(rng, image, 0.6)
+    elif rng.random() < 0.5:
+        image = image[:, ::-1]
+    return np.ascontiguousarray(image), "povray:" + name.split("/")[0]
+
+
 def make_real(rng, photos):
-    height, width = random_frame_size(rng)
     pick = rng.random()
-    if photos and pick < 0.15:
-        return scenes.finish_render(rng, scenes.to_float(random_crop(rng, photos[int(rng.integers(0, len(photos)))]))), "photo"
     if pick < 0.35:
-        # A camera filming a flat, printed or painted subject is still a real capture:
-        # this keeps the model on capture traces rather than on content alone.
-        content, _ = render(rng, scenes.TRAIN_RENDER_FAMILIES, height, width)
+        # A photograph as a package ships it: already captured, processed and stored.
+        photo = photos[int(rng.integers(0, len(photos)))]
+        return random_crop(rng, photo), "photo"
+    height, width = random_frame_size(rng)
+    if pick < 0.5:
+        # The same photographs as scenes in front of the simulated camera: content the
+        # render classes also show, so that content alone decides nothing.
+        photo = photos[int(rng.integers(0, len(photos)))]
+        content = scenes.resize(scenes.to_float(random_crop(rng, photo)), height, width, Image.BICUBIC)
+        source = "camera_of_photo"
+    elif pick < 0.65:
+        # A camera filming a flat, printed or painted subject is still a real capture.
+        content, _ = numpy_render(rng, height, width)
         source = "camera_of_flat_subject"
     else:
         content = natural_content(rng, height, width)
         source = "camera_of_scene"
     # Many photographs are stored smaller than captured, which averages the noise down.
-    downscale = 1.0 if rng.random() < 0.5 else rng.uniform(1.5, 4.0)
+    downscale = 1.0 if rng.random() < 0.6 else rng.uniform(1.5, 3.0)
     return scenes.camera_capture(rng, content, downscale), source
 
 
-def make_synthetic(rng, families):
+def make_stored_photo(rng, photos):
+    """A real photograph as packages and websites store it: captured by the simulated
+    camera at 2-4x the stored size, then reduced and re-encoded, which averages the sensor
+    noise away and leaves a clean-looking but natural image."""
+    height = int(rng.integers(192, 289))
+    width = max(128, int(height * [1.0, 4 / 3, 3 / 4][int(rng.integers(0, 3))]))
+    pick = rng.random()
+    if pick < 0.3:
+        photo = photos[int(rng.integers(0, len(photos)))]
+        content = scenes.resize(scenes.to_float(random_crop(rng, photo)), height, width, Image.BICUBIC)
+        source = "stored_photo_of_photo"
+    elif pick < 0.45:
+        content, _ = numpy_render(rng, height, width)
+        source = "stored_photo_of_flat_subject"
+    else:
+        content = natural_content(rng, height, width)
+        source = "stored_photo_of_scene"
+    frame = scenes.camera_capture(rng, content, rng.uniform(2.0, 4.0))
+    if rng.random() < 0.6:
+        frame = scenes.jpeg_roundtrip(frame, rng.uniform(70, 97))
+    return frame, source
+
+
+def make_synthetic(rng, engine_renders):
+    if engine_renders and rng.random() < 0.5:
+        return engine_render(rng, engine_renders)
     height, width = random_frame_size(rng)
-    image, family = render(rng, families, height, width)
+    image, family = numpy_render(rng, height, width)
     return scenes.finish_render(rng, image), family
 
 
-def make_screen(rng, photos, families):
+def make_screen(rng, photos, engine_renders, panels):
     height, width = random_frame_size(rng)
     pick = rng.random()
-    if photos and pick < 0.4:
+    if photos and pick < 0.35:
         content = random_crop(rng, photos[int(rng.integers(0, len(photos)))])
-        source = "photo_on_screen"
-    elif pick < 0.7:
-        image, family = render(rng, families, height, width)
-        content, source = scenes.to_uint8(image), f"{family}_on_screen"
+        source = "photo"
+    elif engine_renders and pick < 0.6:
+        content, source = engine_render(rng, engine_renders)
+    elif pick < 0.8:
+        image, source = numpy_render(rng, height, width)
+        content = scenes.to_uint8(image)
     else:
-        content, source = scenes.to_uint8(natural_content(rng, height, width)), "scene_on_screen"
-    return scenes.screen_recapture(rng, content, height, width), source
+        content, source = scenes.to_uint8(natural_content(rng, height, width)), "scene"
+    layout = panels[int(rng.integers(0, len(panels)))]
+    return scenes.screen_recapture(rng, content, height, width, layout), f"{source}_on_{layout}"
 
 
-def maybe_grayscale(rng, frame, probability=0.25):
+def maybe_grayscale(rng, frame, probability=0.2):
     """Many photographs are monochrome; colour must not be a shortcut to any class."""
     if rng.random() < probability:
         gray = (frame.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
@@ -139,82 +223,127 @@ def maybe_grayscale(rng, frame, probability=0.25):
     return frame
 
 
-_WORKER_PHOTOS = None
+def to_patches(frame):
+    return preprocess(frame, PATCH_COUNT, PATCH_SIZE)
 
 
-def _init_worker(photos):
-    global _WORKER_PHOTOS
-    _WORKER_PHOTOS = photos
+_WORKER = {}
+
+
+def _init_worker(state):
+    _WORKER.update(state)
 
 
 def _make_training_sample(job):
     split, class_index, sample_index = job
     rng = np.random.default_rng([SPLIT_SEEDS[split], class_index, sample_index])
     label = LABELS[class_index]
+    photos, engine = _WORKER["photos"], _WORKER["renders"]
     if label == "real":
-        frame, source = make_real(rng, _WORKER_PHOTOS)
+        frame, source = make_real(rng, photos)
     elif label == "synthetic":
-        frame, source = make_synthetic(rng, scenes.TRAIN_RENDER_FAMILIES)
+        frame, source = make_synthetic(rng, engine)
     else:
-        frame, source = make_screen(rng, _WORKER_PHOTOS, scenes.TRAIN_RENDER_FAMILIES)
-    frame = maybe_grayscale(rng, frame)
-    return preprocess(frame, INPUT_SIZE, INPUT_SIZE), class_index, source
+        frame, source = make_screen(rng, photos, engine, TRAIN_PANELS)
+    frame = scenes.robustness_augment(rng, maybe_grayscale(rng, frame))
+    return to_patches(frame), class_index, source
+
+
+def _make_stored_photo_sample(job):
+    split, sample_index = job
+    rng = np.random.default_rng([SPLIT_SEEDS[split], 10, sample_index])
+    frame, source = make_stored_photo(rng, _WORKER["photos"])
+    frame = scenes.robustness_augment(rng, maybe_grayscale(rng, frame))
+    return to_patches(frame), LABELS.index("real"), source
+
+
+def _make_calibration_sample(job):
+    photo_index, crop_index = job
+    rng = np.random.default_rng([SPLIT_SEEDS["calibration"], photo_index, crop_index])
+    name, photo = _WORKER["photos"][photo_index]
+    return to_patches(random_crop(rng, photo, 0.5)), LABELS.index("real"), f"calibration:{name}"
 
 
 def _make_heldout_sample(job):
-    class_index, sample_index = job
-    rng = np.random.default_rng([SPLIT_SEEDS["heldout"], class_index, sample_index])
-    label = LABELS[class_index]
-    photo_index = sample_index // HELDOUT_CROPS_PER_PHOTO
-    if label == "real":
-        name, photo = _WORKER_PHOTOS[photo_index]
-        frame, source = random_crop(rng, photo), f"skimage:{name}"
-    elif label == "synthetic":
-        # A third of the renders come from a family that training never saw.
-        families = (scenes.HELD_OUT_RENDER_FAMILY,) if sample_index % 3 == 0 else scenes.TRAIN_RENDER_FAMILIES
-        frame, source = make_synthetic(rng, families)
+    kind, index = job
+    rng = np.random.default_rng([SPLIT_SEEDS["heldout"], ["real", "povray", "mplot3d", "screen"].index(kind), index])
+    photos, engine = _WORKER["photos"], _WORKER["renders"]
+    if kind == "real":
+        name, photo = photos[index // HELDOUT_CROPS_PER_PHOTO]
+        # The first view of each photograph is the whole of it, as the package ships it.
+        frame = photo if index % HELDOUT_CROPS_PER_PHOTO == 0 else random_crop(rng, photo, 0.5)
+        return to_patches(frame), 0, f"skimage:{name}"
+    if kind == "povray":
+        name, image = engine[index]
+        return to_patches(image), 1, "povray:" + name.split("/")[0]
+    if kind == "mplot3d":
+        return to_patches(renders.matplotlib_3d_render(index)), 1, "mplot3d"
+    # Screens show held-out photographs or held-out renders: content disjoint from training.
+    layout = HELDOUT_PANELS[index % len(HELDOUT_PANELS)]
+    height, width = random_frame_size(rng)
+    if index % 2 == 0:
+        _, content = photos[int(rng.integers(0, len(photos)))]
+        content, source = random_crop(rng, content), "photo"
     else:
-        # Screens show held-out photographs or renders: content disjoint from training.
-        photos = [photo for _, photo in _WORKER_PHOTOS]
-        frame, source = make_screen(rng, photos, tuple(scenes.RENDER_FAMILIES))
-    return preprocess(frame, INPUT_SIZE, INPUT_SIZE), class_index, source
+        _, content = engine[int(rng.integers(0, len(engine)))]
+        source = "povray"
+    return to_patches(scenes.screen_recapture(rng, content, height, width, layout)), 2, f"{source}_on_{layout}"
 
 
 def _collect(results):
-    images = np.stack([r[0] for r in results])
+    patches = np.stack([r[0] for r in results])
     labels = np.array([r[1] for r in results], np.int64)
     sources = np.array([r[2] for r in results])
-    return images, labels, sources
+    return patches, labels, sources
 
 
-def build_training_split(split, per_class, processes=2):
+def build_training_split(split, per_class, engine_renders, processes=2):
+    """(N x PATCH_COUNT x size x size x 3 patches, labels, sources): one row per frame."""
     jobs = [(split, c, i) for c in range(len(LABELS)) for i in range(per_class)]
-    with Pool(processes, initializer=_init_worker, initargs=(training_photos(),)) as pool:
-        return _collect(pool.map(_make_training_sample, jobs, chunksize=32))
+    state = {"photos": training_photos(), "renders": engine_renders}
+    with Pool(processes, initializer=_init_worker, initargs=(state,)) as pool:
+        return _collect(pool.map(_make_training_sample, jobs, chunksize=16))
 
 
-def build_heldout(processes=2):
-    jobs = [(c, i) for c in range(len(LABELS)) for i in range(HELDOUT_PER_CLASS)]
-    with Pool(processes, initializer=_init_worker, initargs=(heldout_photos(),)) as pool:
-        return _collect(pool.map(_make_heldout_sample, jobs, chunksize=8))
+def build_stored_photo_split(split, count, processes=2):
+    """Extra real frames of the stored-photograph kind (make_stored_photo)."""
+    jobs = [(split, i) for i in range(count)]
+    with Pool(processes, initializer=_init_worker, initargs=({"photos": training_photos()},)) as pool:
+        return _collect(pool.map(_make_stored_photo_sample, jobs, chunksize=16))
 
 
-def save_split(path, images, labels, sources):
+def build_calibration(processes=2):
+    photos = calibration_photos()
+    jobs = [(p, i) for p in range(len(photos)) for i in range(CALIBRATION_CROPS_PER_PHOTO)]
+    with Pool(processes, initializer=_init_worker, initargs=({"photos": photos},)) as pool:
+        return _collect(pool.map(_make_calibration_sample, jobs, chunksize=8))
+
+
+def build_heldout(heldout_renders, processes=2):
+    photos = heldout_photos()
+    engine = heldout_renders[:HELDOUT_POVRAY_MAX]
+    jobs = ([("real", i) for i in range(len(photos) * HELDOUT_CROPS_PER_PHOTO)]
+            + [("povray", i) for i in range(len(engine))]
+            + [("mplot3d", i) for i in range(HELDOUT_MPLOT3D_RENDERS)]
+            + [("screen", i) for i in range(HELDOUT_SCREENS)])
+    with Pool(processes, initializer=_init_worker, initargs=({"photos": photos, "renders": engine},)) as pool:
+        return _collect(pool.map(_make_heldout_sample, jobs, chunksize=4))
+
+
+def save_split(path, patches, labels, sources):
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, images=images, labels=labels, sources=sources, label_names=np.array(LABELS))
+    np.savez_compressed(path, patches=patches, labels=labels, sources=sources, label_names=np.array(LABELS))
 
 
 def load_split(path):
     with np.load(path) as data:
-        return data["images"], data["labels"], data["sources"]
+        return data["patches"], data["labels"], data["sources"]
 
 
-def contact_sheet(images, labels, per_class=8):
-    """One row of examples per class, for eyeballing the generated data."""
+def contact_sheet(patches, labels, per_class=8):
+    """One row of first patches per class, for eyeballing the generated data."""
     rows = []
     for class_index in range(len(LABELS)):
-        chosen = images[labels == class_index][:per_class]
+        chosen = patches[labels == class_index][:per_class, 0]
         rows.append(np.concatenate(list(chosen), axis=1))
     return Image.fromarray(np.concatenate(rows, axis=0))
-
-

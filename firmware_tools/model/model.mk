@@ -10,7 +10,14 @@ $(TRAIN_VENV)/.stamp-train: pyproject.toml
 	$(TRAIN_PY) -m pip install -q -e '.[train]'
 	@touch $@
 
-# Generated frames are cached in build/model/ under a hash of the generator code, so a
-# re-run after a code change regenerates them and an unchanged re-run only retrains.
-model: $(TRAIN_VENV)/.stamp-train
-	$(TRAIN_PY) -m synthseal.firmware_tools.model.build
+# POV-Ray renders its own sample scenes (training and held-out renders of a second engine).
+.stamp-povray: firmware_tools/model/model.mk
+	@command -v povray >/dev/null && [ -d /usr/share/povray-3.7/scenes ] || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq povray povray-examples; }
+	@touch $@
+
+# Renders and generated frames are cached in build/model/ (frames under a hash of the
+# generator code), so a re-run after a code change regenerates them and an unchanged
+# re-run only retrains. Training runs niced: it shares the machine.
+model: $(TRAIN_VENV)/.stamp-train .stamp-povray
+	nice -n 19 $(TRAIN_PY) -m synthseal.firmware_tools.model.build

@@ -25,15 +25,27 @@ def load_model(path):
     return tf.keras.models.load_model(path, compile=False)
 
 
+def with_patch_batch(model_or_path, patches):
+    """A Keras patch classifier with a free batch size, given the device's fixed batch of
+    `patches` (the TFLite input is then [patches, S, S, 3]). SavedModel paths pass as they are."""
+    if not isinstance(model_or_path, tf.keras.Model):
+        return model_or_path
+    if model_or_path.inputs[0].shape[0] is not None:
+        return model_or_path
+    size = model_or_path.inputs[0].shape[1:]
+    inputs = tf.keras.Input(tuple(size), batch_size=patches, name="patches")
+    return tf.keras.Model(inputs, model_or_path(inputs), name=model_or_path.name + "_patches")
+
+
 def convert_float(model_or_path):
     return _converter(model_or_path).convert()
 
 
-def convert_int8(model_or_path, representative_images, max_samples=300):
+def convert_int8(model_or_path, representative_images, max_samples=100):
     """Full-integer post-training quantization with int8 input and output.
 
-    representative_images: model-sized uint8 RGB images, fed as RGB/255 (the model's
-    input contract). Restricting to TFLITE_BUILTINS_INT8 makes conversion fail rather
+    representative_images: model-shaped uint8 RGB patch batches (frames cut by
+    device.classifier.preprocess), fed as RGB/255 (the model's input contract). Restricting to TFLITE_BUILTINS_INT8 makes conversion fail rather
     than silently leave float ops in the graph.
     """
     converter = _converter(model_or_path)
@@ -41,7 +53,7 @@ def convert_int8(model_or_path, representative_images, max_samples=300):
 
     def representative_dataset():
         for image in samples:
-            yield [(image.astype(np.float32) / 255.0)[None]]
+            yield [image.astype(np.float32) / 255.0]
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset

@@ -371,32 +371,65 @@ def motion_blur(image, length, horizontal):
 # ---------------------------------------------------------------- screen recapture
 
 
-def display_panel(rng, content_u8, frame_h, frame_w):
-    """Show content on an RGB-stripe display and image it with a camera at pitch p.
+PANEL_LAYOUTS = ("rgb_stripe", "pentile", "led_wall")
 
-    The panel is drawn with 6x6 subpixel cells (stripes plus black matrix) and
-    area-sampled by the camera grid at a non-integer pitch with a small rotation,
-    which produces the moiré a real recapture shows.
+
+def panel_tile(rng, layout):
+    """One repeating tile of a display's subpixel layout (6 camera-independent units per
+    display pixel) and how many display pixels it spans per side.
+
+    rgb_stripe: LCD, three vertical stripes per pixel with a black matrix between rows.
+    pentile: AMOLED RGBG diamond, each pixel one large red or blue and one small green.
+    led_wall: LED volume or signage, three small round emitters per pixel in a black field.
+    """
+    cell = 6
+    if layout == "rgb_stripe":
+        pattern = np.zeros((cell, cell, 3), np.float32)
+        stripe = cell // 3
+        rows_lit = max(1, int(round(cell * rng.uniform(0.55, 0.95))))
+        for c in range(3):
+            pattern[:rows_lit, c * stripe:(c + 1) * stripe - (1 if rng.random() < 0.7 else 0), c] = 1.0
+        if rng.random() < 0.3:  # some panels use a different subpixel order
+            pattern = pattern[:, ::-1]
+        return pattern, 1
+    if layout == "pentile":
+        pattern = np.zeros((2 * cell, 2 * cell, 3), np.float32)
+        for py in range(2):
+            for px in range(2):
+                big = 0 if (py + px) % 2 == 0 else 2  # red and blue alternate on a checkerboard
+                y0, x0 = py * cell, px * cell
+                pattern[y0 + 1:y0 + 5, x0:x0 + 3, big] = 1.0
+                pattern[y0 + 2:y0 + 4, x0 + 4:x0 + 6, 1] = 1.0
+        return pattern, 2
+    if layout == "led_wall":
+        pattern = np.zeros((cell, cell, 3), np.float32)
+        yy, xx = np.mgrid[0:cell, 0:cell].astype(np.float32) + 0.5
+        radius = rng.uniform(0.7, 1.2)
+        for c, (cy, cx) in enumerate(((1.5, 1.5), (1.5, 4.5), (4.5, 3.0))):
+            pattern[..., c] = (((yy - cy) ** 2 + (xx - cx) ** 2) <= radius ** 2).astype(np.float32)
+        return pattern, 1
+    raise ValueError(f"unknown panel layout {layout!r}")
+
+
+def display_panel(rng, content_u8, frame_h, frame_w, layout="rgb_stripe"):
+    """Show content on a display of the given subpixel layout and image it with a camera at pitch p.
+
+    The panel is drawn with 6x6 subpixel units per display pixel and area-sampled by
+    the camera grid at a non-integer pitch with a small rotation, which produces the
+    moire a real recapture shows.
     """
     pitch = rng.uniform(1.3, 4.5)  # camera pixels per display pixel
     cell = 6
-    display_h, display_w = int(frame_h / pitch) + 3, int(frame_w / pitch) + 3
+    display_h, display_w = 2 * (int(frame_h / pitch) // 2 + 2), 2 * (int(frame_w / pitch) // 2 + 2)
     content = np.asarray(Image.fromarray(content_u8).resize((display_w, display_h), Image.BILINEAR)).astype(np.float32) / 255.0
     gamma = rng.uniform(0.8, 1.3)
     cast = rng.uniform(0.85, 1.15, 3).astype(np.float32) * np.array([0.95, 1.0, 1.08], np.float32)
     black = rng.uniform(0.02, 0.12)
     content = black + (1 - black) * np.clip(content ** gamma * cast, 0, 1)
-    pattern = np.zeros((cell, cell, 3), np.float32)
-    stripe = cell // 3
-    fill = rng.uniform(0.55, 0.95)  # vertical fill factor of the subpixels
-    rows_lit = max(1, int(round(cell * fill)))
-    for c in range(3):
-        pattern[:rows_lit, c * stripe:(c + 1) * stripe - (1 if rng.random() < 0.7 else 0), c] = 1.0
-    if rng.random() < 0.3:  # some panels use a different subpixel order
-        pattern = pattern[:, ::-1]
+    pattern, span = panel_tile(rng, layout)
     # The camera exposes for the screen: lift the panel's mean back to the content's.
     exposure_gain = rng.uniform(0.7, 1.0) / float(pattern.mean(axis=(0, 1)).mean())
-    panel = np.repeat(np.repeat(content, cell, axis=0), cell, axis=1) * np.tile(pattern, (display_h, display_w, 1))
+    panel = np.repeat(np.repeat(content, cell, axis=0), cell, axis=1) * np.tile(pattern, (display_h // span, display_w // span, 1))
     pil = Image.fromarray(to_uint8(panel))
     # The camera's optics spread each subpixel before the sensor samples it.
     pil = pil.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 4.0)))
@@ -426,6 +459,47 @@ def display_panel(rng, content_u8, frame_h, frame_w):
     return np.clip(frame, 0, 1)
 
 
-def screen_recapture(rng, content_u8, frame_h, frame_w):
+def screen_recapture(rng, content_u8, frame_h, frame_w, layout="rgb_stripe"):
     """A camera filming a display that shows content_u8: returns the uint8 camera frame."""
-    return camera_capture(rng, display_panel(rng, content_u8, frame_h, frame_w))
+    return camera_capture(rng, display_panel(rng, content_u8, frame_h, frame_w, layout))
+
+
+# ---------------------------------------------------------------- robustness perturbations
+
+
+def add_noise(image_u8, sigma, rng, per_channel=True):
+    """Additive Gaussian noise of sigma grey levels (independent per channel, or one luminance field)."""
+    shape = image_u8.shape if per_channel else image_u8.shape[:2] + (1,)
+    noisy = image_u8.astype(np.float32) + rng.normal(0.0, sigma, shape).astype(np.float32)
+    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+def blur_u8(image_u8, sigma):
+    return to_uint8(blur(to_float(image_u8), sigma))
+
+
+def brightness(image_u8, gain, gamma=1.0):
+    return to_uint8(np.clip(to_float(image_u8) * gain, 0, 1) ** gamma)
+
+
+def rescale(image_u8, factor, resample=Image.BICUBIC):
+    height, width = image_u8.shape[:2]
+    size = (max(8, int(round(width * factor))), max(8, int(round(height * factor))))
+    return np.asarray(Image.fromarray(image_u8).resize(size, resample))
+
+
+def robustness_augment(rng, frame):
+    """What happens to frames on their way (or to a forger hiding a render): noise, blur,
+    rescaling, brightness changes, recompression. Applied to every class alike in training,
+    so none of them is a cue for a class."""
+    if rng.random() < 0.2:
+        frame = rescale(frame, rng.uniform(0.5, 1.5), [Image.BILINEAR, Image.BICUBIC, Image.LANCZOS, Image.BOX][int(rng.integers(0, 4))])
+    if rng.random() < 0.15:
+        frame = blur_u8(frame, rng.uniform(0.3, 1.2))
+    if rng.random() < 0.25:
+        frame = brightness(frame, rng.uniform(0.5, 1.4), rng.uniform(0.75, 1.35))
+    if rng.random() < 0.35:
+        frame = add_noise(frame, rng.uniform(1.0, 8.0), rng, per_channel=rng.random() < 0.7)
+    if rng.random() < 0.45:
+        frame = jpeg_roundtrip(frame, rng.uniform(60, 98))
+    return frame

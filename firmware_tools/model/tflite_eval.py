@@ -6,16 +6,17 @@ so every figure is produced by the interpreter the device itself runs.
 
 import numpy as np
 
-from ...device.classifier import Classifier, load_interpreter_class
+from ...device.classifier import Classifier, aggregate, load_interpreter_class
 
 
-def predict_int8(classifier: Classifier, images):
-    """Class probabilities (N x classes) for model-sized uint8 RGB images."""
-    return np.array([[p[label] for label in classifier.labels] for p in map(classifier.classify_image, images)])
+def predict_int8(classifier: Classifier, items):
+    """Frame probabilities (M x classes) for M model-shaped patch batches (M x N x size x size x 3)."""
+    return np.array([[p[label] for label in classifier.labels] for p in map(classifier.classify_patches, items)])
 
 
 class FloatModel:
-    """A float32 TFLite classifier taking RGB in [0, 1], for float-versus-int8 comparisons."""
+    """A float32 TFLite classifier taking RGB in [0, 1], for float-versus-int8 comparisons;
+    per-patch outputs aggregated with the device's rule."""
 
     def __init__(self, model_path, num_threads=2):
         self.interpreter = load_interpreter_class()(model_path=str(model_path), num_threads=num_threads)
@@ -25,13 +26,13 @@ class FloatModel:
         if self.input["dtype"] != np.float32:
             raise ValueError(f"{model_path} input is {np.dtype(self.input['dtype']).name}, not float32")
 
-    def predict_image(self, image):
-        self.interpreter.set_tensor(self.input["index"], (image.astype(np.float32) / 255.0)[None])
+    def predict_item(self, patches):
+        self.interpreter.set_tensor(self.input["index"], patches.astype(np.float32) / 255.0)
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"]).reshape(-1).astype(np.float64)
+        return aggregate(self.interpreter.get_tensor(self.output["index"]).astype(np.float64))
 
-    def predict(self, images):
-        return np.array([self.predict_image(image) for image in images])
+    def predict(self, items):
+        return np.array([self.predict_item(patches) for patches in items])
 
 
 ALLOWED_INTEGER_DTYPES = (np.int8, np.int32)
