@@ -168,6 +168,13 @@ def answer_request(state, log, request):
         raise CheckpointError("old_size must be a non-negative integer")
     if host_time_ms is not None and not isinstance(host_time_ms, int):
         raise CheckpointError("host_time_ms must be an integer or null")
+    damage = getattr(log, "damage", None)
+    if damage is not None:
+        # A log damaged in the middle is never signed again (that would launder the
+        # damage). Its verified prefix is still served: the host gets the damage report
+        # and the last head the device did sign, and pulls the prefix by its hash chain.
+        return {"damaged": damage["message"], "damaged_seq": damage["seq"], "verified_count": log.count,
+                "first_seq": log.first_seq, "last_signed": state.checkpoints().last()}
     signed = sign_checkpoint(state, log, host_time_ms)
     size = signed["checkpoint"]["size"]
     proof = log.consistency_proof(old_size, size) if old_size <= size else []

@@ -358,7 +358,12 @@ class DeviceClient:
         now, with our clock beside its own, and proves it extends the head of old_size
         records (docs/PROTOCOL.md). Checked by the caller (host/logdb.py)."""
         answer = self.call_json(p.TYPE_CHECKPOINT, {"old_size": old_size, "host_time_ms": host_time_ms})
-        if not isinstance(answer, dict) or not isinstance(answer.get("consistency"), list):
+        if "damaged" in answer:
+            if not (isinstance(answer.get("damaged_seq"), int) and isinstance(answer.get("verified_count"), int)
+                    and isinstance(answer.get("first_seq"), int)):
+                raise HostError("device reports a damaged log but garbles where")
+            return answer  # no new signed head: the caller pulls the verified prefix and reports
+        if not isinstance(answer.get("consistency"), list):
             raise HostError("device checkpoint answer is not a signed head with a proof")
         return answer
 

@@ -153,6 +153,8 @@ def pull(client, db_path, batch=1024, progress=None):
             answer = client.checkpoint(last_cp["size"] if last_cp else 0, now_ms)
         except HostError as err:
             raise ChainError("device %s gave no signed log head: %s; nothing stored" % (serial, err))
+        if "damaged" in answer:
+            return _pull_damaged_prefix(db, client, serial, info, answer, identity_key)
         try:
             signed_head = checkpoints.verify_checkpoint(answer, identity_key)
         except checkpoints.CheckpointError as err:
@@ -260,6 +262,50 @@ def _session_identity_key(session):
         return credentials.load_pem_chain(session.get("identity_chain") or "")[0].public_key()
     except (IndexError, ValueError, credentials.CredentialError):
         raise LogDbError("the session holds no device identity certificate; authenticate first")
+
+
+def _pull_damaged_prefix(db, client, serial, info, answer, identity_key):
+    """The device's log is damaged in the middle and it will sign no new head. What it
+    still serves, the verified prefix, is pulled and checked by its hash chain (and, where
+    it reaches, against the last head the device did sign), stored, and reported; nothing
+    is acknowledged, so the device keeps everything. Ends with a ChainError naming the
+    damage: the log is not whole."""
+    from .client import shown
+    end_seq = answer["first_seq"] + answer["verified_count"]
+    last = _last_record(db, serial)
+    if last is None:
+        next_seq = answer["first_seq"]
+        prev_hash, prev_seq = (logrecord.GENESIS_HASH if next_seq == 1 else None), None
+    else:
+        next_seq, prev_hash, prev_seq = last[0] + 1, bytes.fromhex(last[1]), last[0]
+    pulled = 0
+    for records in client.stream_log(next_seq, end_seq) if end_seq > next_seq else ():
+        if prev_hash is None:
+            prev_hash = logrecord.decode_record(records[0])["prev_hash"]
+        failure = logrecord.verify_chain(records, prev_hash, prev_seq)
+        good = records if failure is None else records[:max(0, failure[0])]
+        with db:
+            for raw in good:
+                _insert(db, serial, raw)
+        pulled += len(good)
+        if failure is not None:
+            break
+        prev_hash = logrecord.record_hash(records[-1])
+        prev_seq = logrecord.decode_record(records[-1])["seq"]
+    signed = answer.get("last_signed")
+    note = "no head was ever signed"
+    if signed:
+        try:
+            head = checkpoints.verify_checkpoint(signed, identity_key)
+            note = "its last signed head (checkpoint %d) covers %d records" % (head["counter"], head["size"])
+        except checkpoints.CheckpointError as err:
+            note = "its last signed head does not verify (%s)" % err
+    with db:
+        db.execute("UPDATE devices SET last_pull_ms=? WHERE serial=?", (int(time.time() * 1000), serial))
+    raise ChainError("device %s reports its audit log damaged at record %d (%s); the %d records before it that it "
+                     "still serves were pulled and stored here, checked by their hash chain; %s; nothing was "
+                     "acknowledged, so the device keeps every record: keep the device and this database"
+                     % (serial, answer["damaged_seq"], shown(answer["damaged"], 300), pulled, note))
 
 
 def _last_checkpoint(db, serial):

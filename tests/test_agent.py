@@ -805,6 +805,24 @@ def test_damage_in_the_middle_stops_sealing_and_the_verified_prefix_can_be_pulle
         assert state.log().count == 2 and log_path.read_bytes() == bytes(data)  # nothing cut
     finally:
         agent.close()
+    # The verified prefix is pulled over the serial link; the host says where the damage is.
+    with VirtualSerialLink() as link:
+        agent = RunningAgent(state_dir, out, serial={"port": link.device_port})
+        try:
+            agent.start()
+            host = DeviceClient(SerialTransport(link.host_port), give_up_after=30.0)
+            host.authenticate(vendor_ca.operator, vendor_ca.root_pem)
+            db = tmp_path / "audit.sqlite"
+            with pytest.raises(logdb.ChainError, match="damaged at record 3.*the 2 records before it") as err:
+                logdb.pull(host, db)
+            assert "nothing was acknowledged" in str(err.value)
+            host.transport.close()
+            import sqlite3
+            stored = [bytes(r[0]) for r in sqlite3.connect(db).execute("SELECT raw FROM records ORDER BY seq")]
+            assert stored == DeviceState(state_dir).log().read(1, 2)
+            assert not (state_dir / "log" / "ack.json").exists()
+        finally:
+            agent.close()
 
 
 def test_a_full_storage_stops_sealing_and_says_so_without_dropping_a_record(state_dir, tmp_path):
