@@ -164,10 +164,11 @@ def answer_request(state, log, request):
     consistency proof from the head the host saw last."""
     old_size = request.get("old_size", 0)
     host_time_ms = request.get("host_time_ms")
-    if not isinstance(old_size, int) or old_size < 0:
+    if not isinstance(old_size, int) or isinstance(old_size, bool) or old_size < 0:
         raise CheckpointError("old_size must be a non-negative integer")
-    if host_time_ms is not None and not isinstance(host_time_ms, int):
-        raise CheckpointError("host_time_ms must be an integer or null")
+    if host_time_ms is not None and (not isinstance(host_time_ms, int) or isinstance(host_time_ms, bool)
+                                     or not 0 <= host_time_ms < 2 ** 63):
+        raise CheckpointError("host_time_ms must be milliseconds since 1970 (0 to 2^63-1) or null")
     damage = getattr(log, "damage", None)
     if damage is not None:
         # A log damaged in the middle is never signed again (that would launder the

@@ -466,7 +466,7 @@ def verify_log(db_path, serial=None, anchors=None):
             return ["device %s: no such device in %s (devices: %s); nothing was verified"
                     % (serial, db_path, ", ".join(known) or "none")]
         for dev in [serial] if serial else known:
-            rows = db.execute("SELECT seq, produce_id, content_sha256, decision, record_hash, raw FROM records "
+            rows = db.execute("SELECT seq, produce_id, content_sha256, decision, record_hash, raw, time_ms, event FROM records "
                               "WHERE device_serial=? ORDER BY seq", (dev,)).fetchall()
             problems.extend(_check_records(dev, rows))
             problems.extend(_check_head(db, dev, rows))
@@ -482,7 +482,7 @@ def _check_records(dev, rows):
     if not rows:
         return problems
     raws = [bytes(r[5]) for r in rows]
-    for seq, produce_id, content, decision, stored_hash, raw in rows:
+    for seq, produce_id, content, decision, stored_hash, raw, time_ms, event in rows:
         raw = bytes(raw)
         try:
             rec = logrecord.decode_record(raw)
@@ -491,8 +491,10 @@ def _check_records(dev, rows):
             continue
         if logrecord.record_hash(raw).hex() != stored_hash:
             problems.append("device %s, record %d: its bytes no longer match the hash recorded at pull" % (dev, seq))
-        if (rec["seq"], rec["produce_id"], rec["content_sha256"].hex(),
-                json.dumps(rec["decision"], sort_keys=True)) != (seq, produce_id, content, decision):
+        # Every column a host tool reads (find_record: event, time; verify: the decision)
+        # must say what the record's bytes say.
+        if (rec["seq"], rec["produce_id"], rec["content_sha256"].hex(), json.dumps(rec["decision"], sort_keys=True),
+                rec["time_ms"], rec["event"]) != (seq, produce_id, content, decision, time_ms, event):
             problems.append("device %s, record %d: its columns differ from the signed-off record bytes" % (dev, seq))
     try:
         anchor = logrecord.GENESIS_HASH if rows[0][0] == 1 else logrecord.decode_record(raws[0])["prev_hash"]
@@ -621,12 +623,18 @@ def _check_head(db, serial, rows):
 
 def find_record(db, content_sha256_hex):
     """Return the stored record for a file's SHA-256, or None."""
-    row = db.execute("SELECT device_serial, seq, produce_id, decision, time_ms FROM records "
-                     "WHERE content_sha256=? AND event=?", (content_sha256_hex, logrecord.EVENT_SEAL)).fetchone()
-    if row is None:
-        return None
-    return {"device_serial": row[0], "seq": row[1], "produce_id": row[2], "decision": json.loads(row[3]),
-            "time_ms": row[4]}
+    # The columns only find candidates; what is returned is decoded from the record's
+    # own bytes, so an edited column can neither hide a seal nor change its time.
+    for serial, raw in db.execute("SELECT device_serial, raw FROM records WHERE content_sha256=?",
+                                  (content_sha256_hex,)):
+        try:
+            rec = logrecord.decode_record(bytes(raw))
+        except logrecord.RecordError:
+            continue
+        if rec["event"] == logrecord.EVENT_SEAL and rec["content_sha256"].hex() == content_sha256_hex:
+            return {"device_serial": serial, "seq": rec["seq"], "produce_id": rec["produce_id"],
+                    "decision": rec["decision"], "time_ms": rec["time_ms"]}
+    return None
 
 
 def device_chains(db, serial):

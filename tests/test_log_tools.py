@@ -95,9 +95,20 @@ def test_a_deleted_newest_record_and_head_is_named_by_the_signed_size(db):
     assert any("signed 12 records but only 11 are stored here: records 12..12 are missing" in p for p in problems)
 
 
-def test_an_edited_column_is_named(db):
-    _sql(db, "UPDATE records SET content_sha256=? WHERE seq=5", "ab" * 32)
+@pytest.mark.parametrize("column, value", [("content_sha256", "ab" * 32), ("time_ms", 0), ("event", 2)])
+def test_an_edited_column_is_named(db, column, value):
+    _sql(db, "UPDATE records SET %s=? WHERE seq=5" % column, value)
     assert logdb.verify_log(db) == ["device TEST-0001, record 5: its columns differ from the signed-off record bytes"]
+
+
+def test_an_edited_event_or_time_column_neither_hides_a_seal_nor_moves_its_time(db):
+    # Found by an attack review: verify's record lookup and sealing time must come from
+    # the record's bytes, whatever the columns say.
+    digest = hashlib.sha256(_content(5)).hexdigest()
+    before = logdb.find_record(sqlite3.connect(db), digest)
+    _sql(db, "UPDATE records SET time_ms=0, event=2 WHERE seq=5")
+    after = logdb.find_record(sqlite3.connect(db), digest)
+    assert after == before and after["seq"] == 5 and after["time_ms"] == 1700000000000 + 5
 
 
 @pytest.mark.parametrize("column, value", [("root", "00" * 32), ("size", 5), ("host_time_ms", 1)])

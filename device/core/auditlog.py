@@ -54,6 +54,16 @@ def _write_durably(path, data):
 
 def _rename(source, target):
     os.rename(source, target)  # atomic on POSIX (and MicroPython's VFS): the old file or the new
+    if _fsync is None:
+        return  # MicroPython: its VFS commits the rename itself
+    try:  # and durable, in order: the folder's entry is on storage before the next step
+        fd = os.open(os.path.dirname(target) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    except (AttributeError, OSError):
+        return  # no directory handles here
+    try:
+        _fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # "No such file": ENOENT is 2 on Linux and MicroPython ports, 44 on the WebAssembly
