@@ -70,13 +70,24 @@ class AckStore:
     def acked_size(self):
         return self.load()["size"]
 
+    def acked_size_by(self, time_ms):
+        """The largest size already acknowledged at device time `time_ms`. Pruning asks
+        for the size acknowledged a whole retention period ago, so a record whose own
+        time is wrong (a clock that read 1970 after a reboot) is still kept that long
+        after a collector took it."""
+        history = self.load().get("history") or []
+        sizes = [size for size, at in history if isinstance(size, int) and isinstance(at, int) and at <= time_ms]
+        return max(sizes or [0])
+
     def record(self, size, root_hex, time_ms, operator=None):
-        """Keep the acknowledgement if it is larger than the last; return the size kept."""
+        """Keep the acknowledgement if it is larger than the last (with the device time
+        it was first made); return the size kept."""
         current = self.load()
         if size <= current["size"]:
             return current["size"]
+        history = (current.get("history") or [])[-999:] + [[size, time_ms]]
         atomic_write(self.path, json.dumps({"size": size, "root": root_hex, "time_ms": time_ms,
-                                            "operator": operator}, sort_keys=True).encode())
+                                            "operator": operator, "history": history}, sort_keys=True).encode())
         return size
 
 
@@ -102,7 +113,11 @@ def prunable_now(state, log, now_ms):
     time order, and only acknowledged ones are looked at."""
     from .core import logrecord
     config = state.config() if state.is_provisioned() else None
-    acked, retention = state.acks().acked_size(), retention_ms(config)
+    retention = retention_ms(config)
+    # Both ages must pass: the record's own time, and the time since a collector
+    # acknowledged it (by the device clock at that moment), so one wrong clock reading
+    # cannot shorten the period.
+    acked = state.acks().acked_size_by(now_ms - retention)
     count, seq = 0, log.first_seq
     while seq <= acked:
         batch = log.read(seq, min(256, acked - seq + 1))

@@ -164,3 +164,20 @@ def test_a_prune_cut_short_by_a_power_loss_leaves_the_whole_log(device, tmp_path
     assert reopened.first_seq == 1 and reopened.tree_head() == head
     fresh = auditlog.AuditLog(str(device.log_path))
     assert fresh.prune(5) == 5 and fresh.first_seq == 6 and fresh.tree_head() == head
+
+
+def test_records_with_a_wrong_clock_are_kept_a_whole_period_after_their_acknowledgement(device, tmp_path):
+    """Found by an attack review: enrolled on day 0; on day 170 a reboot with no real-time
+    clock stamps records 1970; a collector acknowledges them that day. On day 184 the
+    enrolment record is past the period and the 1970 records look it: without dating
+    the acknowledgement, records 14 days old would go."""
+    import time
+    day0 = int(time.time() * 1000)
+    _append(device, 3, 0)
+    answers = DeviceAnswers(device, clock=lambda: (day0 + 170 * DAY) / 1000.0)
+    client = DeviceClient(LoopbackTransport(answers.answer), give_up_after=5)
+    client.authenticate(device.test_vendor.operator, device.test_vendor.root_pem)
+    logdb.pull(client, tmp_path / "audit.sqlite")  # acknowledged on day 170
+    assert device.acks().acked_size() == 4
+    assert _prunable(device, day0 + 184 * DAY) == 0
+    assert _prunable(device, day0 + (170 + 184) * DAY) == 4  # a whole period after the acknowledgement
