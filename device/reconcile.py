@@ -68,11 +68,8 @@ def _produce_id_of(path):
 
 
 def _sha256_of(path):
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.digest()
+        return hashlib.file_digest(f, "sha256").digest()
 
 
 _SEALED_NAME = re.compile(r"^(?P<serial>.+)-(?P<seq>[0-9]{8})-[0-9a-f]{8}\.jpg$")
