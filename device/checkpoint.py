@@ -179,4 +179,10 @@ def answer_request(state, log, request):
     signed = sign_checkpoint(state, log, host_time_ms)
     size = signed["checkpoint"]["size"]
     proof = log.consistency_proof(old_size, size) if old_size <= size else []
-    return dict(signed, old_size=old_size, consistency=[h.hex() for h in proof])
+    answer = dict(signed, old_size=old_size, consistency=[h.hex() for h in proof])
+    prefix = log.pruned_prefix()
+    if prefix is not None:
+        # Records 1..prefix.size are gone from the device: a host that never had them
+        # needs their compact range (at most log2 n hashes) to recompute the signed root.
+        answer["prefix"] = {"size": prefix.size, "hashes": [h.hex() for h in prefix.hashes]}
+    return answer

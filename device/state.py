@@ -172,6 +172,10 @@ class SharedLog:
         with self._lock:
             return self._log.inclusion_proof(seq, size)
 
+    def pruned_prefix(self):
+        with self._lock:
+            return self._log.pruned_prefix()
+
     @property
     def first_seq(self):
         return self.head()[0]

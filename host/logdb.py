@@ -59,6 +59,16 @@ CREATE TABLE IF NOT EXISTS tree_edges (
     size   INTEGER NOT NULL,
     hashes BLOB NOT NULL
 );
+-- The compact range (merkle.CompactRange) of the records a device had pruned before
+-- this host's first pull from it, as the device served it with its signed head: with
+-- it the signed roots are recomputed without those records. Dropped again if the root
+-- computed through it differs from the signed one at the end of the pull that brought
+-- it (a pull cut short keeps it: the next one checks).
+CREATE TABLE IF NOT EXISTS pruned_prefixes (
+    serial TEXT PRIMARY KEY,
+    size   INTEGER NOT NULL,
+    hashes BLOB NOT NULL
+);
 -- Every content-signing chain a device has shown, so files sealed before a key
 -- rotation still verify; a new chain is added only after the device proved its
 -- identity from the vendor root, never in place of an old one.
@@ -179,7 +189,14 @@ def pull(client, db_path, batch=1024, progress=None):
             raise ChainError("device %s reports %d records but %d are already stored from it: its log was "
                              "rolled back or replaced; the stored log is kept as it is"
                              % (serial, end_seq - 1, last[0]))
-        edge = _tree_edge(db, serial) if next_seq == 1 or last is not None else None
+        prefix = None
+        if last is None and next_seq > 1:
+            # The device pruned records 1..next_seq-1 before this host ever pulled: it
+            # serves their compact range, so the signed root is still recomputed here.
+            prefix = _answer_prefix(answer, next_seq - 1)
+            edge = None if prefix is None else merkle.CompactRange(prefix.size, prefix.hashes)
+        else:
+            edge = _tree_edge(db, serial)
         if edge is None:
             warnings.append("device %s: records before %d were pruned on the device before they were pulled here: "
                             "the stored log is anchored by its hash chain, not by the signed root" % (serial, next_seq))
@@ -190,6 +207,9 @@ def pull(client, db_path, batch=1024, progress=None):
 
         def commit():
             with db:
+                if prefix is not None:
+                    db.execute("INSERT OR REPLACE INTO pruned_prefixes(serial, size, hashes) VALUES(?,?,?)",
+                               (serial, prefix.size, b"".join(prefix.hashes)))
                 for raw in verified:
                     _insert(db, serial, raw)
                     if edge is not None:
@@ -225,9 +245,13 @@ def pull(client, db_path, batch=1024, progress=None):
         head = _last_record(db, serial)
         complete = head is not None and head[0] == signed_head["size"]
         if complete and edge is not None and edge.root().hex() != signed_head["root"]:
-            raise ChainError("device %s: the stored records 1..%d do not hash to the root the device signed in "
+            if prefix is not None:
+                with db:
+                    db.execute("DELETE FROM pruned_prefixes WHERE serial=?", (serial,))
+            raise ChainError("device %s: the stored records 1..%d%s do not hash to the root the device signed in "
                              "checkpoint %d: the log the device serves is not the one it signed"
-                             % (serial, head[0], signed_head["counter"]))
+                             % (serial, head[0], "" if prefix is None else
+                                " (1..%d by the compact range it served)" % prefix.size, signed_head["counter"]))
         with db:
             db.execute("UPDATE devices SET last_pull_ms=? WHERE serial=?", (int(time.time() * 1000), serial))
             if complete:
@@ -369,24 +393,57 @@ def _difference(db, client, serial, upto):
 
 
 def _tree_edge(db, serial):
-    """The right edge of the tree over the stored records (rebuilt from them when the
-    stored edge is missing or does not end at the last stored record)."""
+    """The right edge of the tree over the stored records (rebuilt from them, after the
+    stored pruned prefix if any, when the stored edge is missing or does not end at the
+    last stored record); None when the records before the first stored one are unknown."""
     last = _last_record(db, serial)
     size = last[0] if last else 0
     first = db.execute("SELECT MIN(seq) FROM records WHERE device_serial=?", (serial,)).fetchone()[0]
-    if first not in (None, 1):
-        return None  # the device pruned records before the first pull here: no tree to extend
+    prefix = pruned_prefix(db, serial)
+    if first not in (None, 1) and (prefix is None or prefix.size != first - 1):
+        return None  # the device pruned records before the first pull here and gave no prefix
     row = db.execute("SELECT size, hashes FROM tree_edges WHERE serial=?", (serial,)).fetchone()
     if row is not None and row[0] == size:
-        data = bytes(row[1])
         try:
-            return merkle.CompactRange(size, [data[i:i + 32] for i in range(0, len(data), 32)])
+            return merkle.CompactRange(size, _split_hashes(row[1]))
         except merkle.MerkleError:
             pass
-    edge = merkle.CompactRange()
+    edge = merkle.CompactRange() if first in (None, 1) else merkle.CompactRange(prefix.size, prefix.hashes)
     for (raw,) in db.execute("SELECT raw FROM records WHERE device_serial=? ORDER BY seq", (serial,)):
         edge.append(bytes(raw))
     return edge
+
+
+def _split_hashes(blob):
+    data = bytes(blob)
+    return [data[i:i + 32] for i in range(0, len(data), 32)]
+
+
+def pruned_prefix(db, serial):
+    """The stored compact range of the records the device pruned before the first pull
+    here (merkle.CompactRange), or None."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "pruned_prefixes" not in tables:
+        return None
+    row = db.execute("SELECT size, hashes FROM pruned_prefixes WHERE serial=?", (serial,)).fetchone()
+    if row is None:
+        return None
+    try:
+        return merkle.CompactRange(row[0], _split_hashes(row[1]))
+    except merkle.MerkleError:
+        return None
+
+
+def _answer_prefix(answer, size):
+    """The compact range of records 1..size from a CHECKPOINT answer, or None. Untrusted
+    until the root computed through it equals the signed one."""
+    prefix = answer.get("prefix")
+    try:
+        if prefix["size"] != size:
+            return None
+        return merkle.CompactRange(size, [bytes.fromhex(h) for h in prefix["hashes"]])
+    except (TypeError, KeyError, ValueError, merkle.MerkleError):
+        return None
 
 
 def _save_tree_edge(db, serial, edge):
@@ -573,29 +630,42 @@ def _check_signed_heads(db, dev, rows, anchors):
             problems.append("%s: %s" % (name, err))
             continue
         good.append(body)
-    # Recompute the RFC 9162 root of the stored records at every signed size.
-    if rows and rows[0][0] != 1:
-        problems.append("device %s: records 1..%d are not stored here (pruned on the device before the first pull, "
-                        "or deleted here): the signed roots cannot be recomputed; records %d..%d rest on their hash "
-                        "chain alone" % (dev, rows[0][0] - 1, rows[0][0], last_seq))
-        return problems
+    # Recompute the RFC 9162 root of the stored records at every signed size: from
+    # record 1, or from the compact range the device served for records it had pruned
+    # before the first pull here.
+    first_seq = rows[0][0] if rows else 1
     tree = merkle.CompactRange()
-    at = 0
+    if first_seq != 1:
+        prefix = pruned_prefix(db, dev)
+        if prefix is None or prefix.size != first_seq - 1:
+            problems.append("device %s: records 1..%d are not stored here (pruned on the device before the first "
+                            "pull, or deleted here) and no compact range of them is: the signed roots cannot be "
+                            "recomputed; records %d..%d rest on their hash chain alone"
+                            % (dev, first_seq - 1, first_seq, last_seq))
+            return problems
+        tree = merkle.CompactRange(prefix.size, prefix.hashes)
+    at = tree.size
     for body in sorted(good, key=lambda b: b["size"]):
-        if body["size"] > len(rows):
-            problems.append("device %s, checkpoint %d: the device signed %d records but only %d are stored here: "
-                            "records %d..%d are missing" % (dev, body["counter"], body["size"], len(rows),
-                                                           len(rows) + 1, body["size"]))
+        if body["size"] > last_seq:
+            problems.append("device %s, checkpoint %d: the device signed %d records but only records up to %d are "
+                            "stored here: records %d..%d are missing" % (dev, body["counter"], body["size"], last_seq,
+                                                                        last_seq + 1, body["size"]))
+            continue
+        if body["size"] < first_seq - 1:
+            problems.append("device %s, checkpoint %d: it signs records 1..%d, but this database holds none before "
+                            "record %d: records were deleted here" % (dev, body["counter"], body["size"], first_seq))
             continue
         while at < body["size"]:
-            if rows[at][0] != at + 1:
+            index = at - first_seq + 1
+            if index >= len(rows) or rows[index][0] != at + 1:
                 break  # a missing seq: the root below differs, and the chain check named it
-            tree.append(bytes(rows[at][5]))
+            tree.append(bytes(rows[index][5]))
             at += 1
         if at != body["size"] or tree.root().hex() != body["root"]:
-            problems.append("device %s, checkpoint %d: the stored records 1..%d do not hash to the root the device "
-                            "signed: a record among them was edited, removed or inserted here"
-                            % (dev, body["counter"], body["size"]))
+            problems.append("device %s, checkpoint %d: the stored records %d..%d%s do not hash to the root the "
+                            "device signed: a record among them was edited, removed or inserted here"
+                            % (dev, body["counter"], first_seq, body["size"],
+                               "" if first_seq == 1 else " (after the compact range of records 1..%d)" % (first_seq - 1)))
     covered = max([b["size"] for b in good] or [0])
     if last_seq > covered:
         problems.append("device %s, records %d..%d: not covered by any valid signed tree head stored here "

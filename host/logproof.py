@@ -52,16 +52,30 @@ def prove_record(db, serial, seq, file_sha256=None):
         raise ProofError("no signed tree head stored for device %s covers record %d yet: pull again" % (serial, seq))
     columns, signed, chain = max(heads, key=lambda h: (h[0]["counter"], h[0]["size"]))
     size = columns["size"]
-    raws = [bytes(r[0]) for r in db.execute("SELECT raw FROM records WHERE device_serial=? AND seq<=? ORDER BY seq",
-                                            (serial, size))]
-    tree = merkle.MerkleTree()
+    rows = db.execute("SELECT seq, raw FROM records WHERE device_serial=? AND seq<=? ORDER BY seq",
+                      (serial, size)).fetchall()
+    first = rows[0][0] if rows else 1
+    raws = [bytes(raw) for _, raw in rows]
+    if first == 1:
+        tree = merkle.MerkleTree()
+    else:
+        # The device pruned records 1..first-1 before the first pull here: the tree
+        # starts from the compact range it served for them.
+        prefix = logdb.pruned_prefix(db, serial)
+        if prefix is None or prefix.size != first - 1:
+            raise ProofError("records 1..%d of device %s are not stored here and neither is their compact range: "
+                             "no root can be recomputed" % (first - 1, serial))
+        tree = merkle.PrunedTree(prefix)
     for raw in raws:
         tree.append(raw)
+    if seq < first:
+        raise ProofError("record %d of device %s is not stored here (pruned on the device before the first pull)"
+                         % (seq, serial))
     if tree.size != size or tree.root().hex() != signed["checkpoint"]["root"]:
         raise ProofError("the stored records 1..%d of device %s do not hash to the root of signed head %d: the "
                          "database does not hold; run `synthseal-host log verify`" % (size, serial, columns["counter"]))
     proof = {"format": PROOF_FORMAT, "serial": serial, "seq": seq, "index": seq - 1,
-             "record": base64.b64encode(raws[seq - 1]).decode("ascii"),
+             "record": base64.b64encode(raws[seq - first]).decode("ascii"),
              "checkpoint": signed, "audit_path": [h.hex() for h in tree.inclusion_proof(seq - 1, size)],
              "identity_chain": chain}
     if file_sha256 is not None:

@@ -92,7 +92,7 @@ def test_a_deleted_newest_record_and_head_is_named_by_the_signed_size(db):
     _sql(db, "DELETE FROM records WHERE seq=12")
     _sql(db, "UPDATE devices SET head_seq=11, head_hash=(SELECT record_hash FROM records WHERE seq=11)")
     problems = logdb.verify_log(db)
-    assert any("signed 12 records but only 11 are stored here: records 12..12 are missing" in p for p in problems)
+    assert any("signed 12 records but only records up to 11 are stored here: records 12..12 are missing" in p for p in problems)
 
 
 @pytest.mark.parametrize("column, value", [("content_sha256", "ab" * 32), ("time_ms", 0), ("event", 2)])

@@ -4,6 +4,8 @@ proofs verify exactly when they should."""
 
 import hashlib
 
+import pytest
+
 from hypothesis import given, settings, strategies as st
 
 from synthseal.device.core import merkle
@@ -223,3 +225,31 @@ def test_compact_range_keeps_the_root_with_log_n_hashes(entries, data):
     for e in entries[split:]:
         edge.append(e)
     assert edge.root() == rfc_mth(entries) and len(edge.hashes) == bin(len(entries)).count("1")
+
+
+@settings(max_examples=120, deadline=None)
+@given(entries_st, st.data())
+def test_a_pruned_prefix_known_by_its_compact_range_keeps_every_later_root_and_proof(entries, data):
+    # What a host that first pulls after the device pruned records 1..k can rebuild:
+    # the device's compact range of the first k leaves, then the records it still holds.
+    pruned = data.draw(st.integers(0, len(entries) - 1), label="pruned")
+    prefix = tree_of(entries).compact_range(pruned)
+    assert prefix.root() == rfc_mth(entries[:pruned])
+    tree = merkle.PrunedTree(merkle.CompactRange(prefix.size, prefix.hashes))
+    for e in entries[pruned:]:
+        tree.append(e)
+    for n in range(max(pruned, 1), len(entries) + 1):
+        assert tree.root(n) == rfc_mth(entries[:n])
+    size = data.draw(st.integers(pruned + 1, len(entries)), label="size")
+    index = data.draw(st.integers(pruned, size - 1), label="index")
+    proof = tree.inclusion_proof(index, size)
+    assert verify_inclusion(index, size, merkle.leaf_hash(entries[index]), proof, rfc_mth(entries[:size]))
+    if pruned:
+        with pytest.raises(merkle.MerkleError):
+            tree.inclusion_proof(pruned - 1, size)
+    # A prefix that is not the device's gives other roots: the signed root exposes it.
+    if pruned:
+        forged = merkle.PrunedTree(merkle.CompactRange(pruned, [b"\x00" * 32] + prefix.hashes[1:]))
+        for e in entries[pruned:]:
+            forged.append(e)
+        assert forged.root() != rfc_mth(entries)

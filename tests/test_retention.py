@@ -181,3 +181,79 @@ def test_records_with_a_wrong_clock_are_kept_a_whole_period_after_their_acknowle
     assert device.acks().acked_size() == 4
     assert _prunable(device, day0 + 184 * DAY) == 0
     assert _prunable(device, day0 + (170 + 184) * DAY) == 4  # a whole period after the acknowledgement
+
+
+def _pruned_device(device, tmp_path):
+    """A device whose records 1..11 were pulled by one host, then pruned, and 5 more since."""
+    import time
+    log = device.log()
+    _append(device, 10, int(time.time() * 1000))
+    assert logdb.pull(_client(device), tmp_path / "first-host.sqlite")["pulled"] == 11
+    _append(device, 5, int(time.time() * 1000))
+    assert retention.prune_now(device, log, int(time.time() * 1000) + 400 * DAY) == 11
+    return log
+
+
+def test_a_host_that_first_pulls_after_a_prune_still_checks_every_signed_root(device, tmp_path):
+    from synthseal.host import logproof
+    log = _pruned_device(device, tmp_path)
+    db = tmp_path / "auditor.sqlite"
+    summary = logdb.pull(_client(device), db)
+    # No "anchored by its hash chain alone": the device served the compact range of the
+    # pruned records and the root computed through it matched the signed one.
+    assert summary["warnings"] == [] and summary["stored"] == 6 and summary["head_seq"] == log.next_seq - 1
+    assert logdb.verify_log(db, anchors=device.test_vendor.root_pem) == []
+    # An inclusion proof for a record after the prefix holds for a third party.
+    with logdb.open_readonly(db) as conn:
+        proof = logproof.prove_record(conn, device.serial(), 14)
+        with pytest.raises(logproof.ProofError, match="not stored here"):
+            logproof.prove_record(conn, device.serial(), 3)
+    assert logproof.check_proof(proof, anchors=device.test_vendor.root_pem)["seq"] == 14
+    # The next pull extends the tree from the stored prefix.
+    _append(device, 3, T0 + 999 * DAY)
+    assert logdb.pull(_client(device), db)["warnings"] == []
+    assert logdb.verify_log(db) == []
+
+
+def test_an_edited_database_after_a_pruned_prefix_is_found_against_the_signed_root(device, tmp_path):
+    import shutil
+    import sqlite3
+    _pruned_device(device, tmp_path)
+    db = tmp_path / "auditor.sqlite"
+    logdb.pull(_client(device), db)
+
+    def edited(name, *statements):
+        copy = tmp_path / name
+        shutil.copy(db, copy)
+        conn = sqlite3.connect(copy)
+        with conn:
+            for sql in statements:
+                conn.execute(*sql) if isinstance(sql, tuple) else conn.execute(sql)
+        conn.close()
+        return logdb.verify_log(copy)
+
+    # The newest record and the stored head anchor deleted: the chain alone cannot tell.
+    problems = edited("deleted.sqlite", "DELETE FROM records WHERE seq=(SELECT MAX(seq) FROM records)",
+                      "UPDATE devices SET head_seq=NULL, head_hash=NULL")
+    assert any("missing" in p for p in problems), problems
+    # The stored compact range changed: every root recomputed through it differs.
+    with logdb.open_readonly(db) as conn:
+        prefix = logdb.pruned_prefix(conn, device.serial())
+    problems = edited("prefix.sqlite", ("UPDATE pruned_prefixes SET hashes=?", (bytes(32) + b"".join(prefix.hashes[1:]),)))
+    assert any("do not hash to the root" in p for p in problems), problems
+    # The compact range deleted: said, not passed over.
+    problems = edited("noprefix.sqlite", "DELETE FROM pruned_prefixes")
+    assert any("no compact range" in p for p in problems), problems
+
+
+def test_a_compact_range_the_device_did_not_sign_is_refused(device, tmp_path, monkeypatch):
+    from synthseal.device.core import merkle
+    log = _pruned_device(device, tmp_path)
+    real = log.pruned_prefix()
+    monkeypatch.setattr(type(log), "pruned_prefix",
+                        lambda self: merkle.CompactRange(real.size, [bytes(32)] + real.hashes[1:]))
+    db = tmp_path / "auditor.sqlite"
+    with pytest.raises(logdb.ChainError, match="compact range"):
+        logdb.pull(_client(device), db)
+    with logdb.open_readonly(db) as conn:
+        assert logdb.pruned_prefix(conn, device.serial()) is None  # not kept

@@ -287,6 +287,15 @@ class AuditLog:
         self._check_tree()
         return self.tree.inclusion_proof(seq - 1, size)
 
+    def pruned_prefix(self):
+        """The compact range of the pruned records 1..first_seq-1 (merkle.CompactRange),
+        or None when nothing was pruned: with it a host that never had those records
+        still recomputes every signed root."""
+        if self.first_seq == 1:
+            return None
+        self._check_tree()
+        return self.tree.compact_range(self.first_seq - 1)
+
     def _check_tree(self):
         if self.tree.size != self.next_seq - 1:
             raise AuditLogError("the log starts at seq %d and the leaf hashes of the records before it are missing: "

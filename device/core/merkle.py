@@ -47,7 +47,74 @@ def _split(n):
     return k
 
 
-class MerkleTree:
+class _Proofs:
+    """Roots and RFC 9162 proofs, from `size` and `subtree(start, end)` alone."""
+
+    def root(self, size=None):
+        size = self.size if size is None else size
+        self._check_size(size)
+        return self.subtree(0, size)
+
+    def _check_size(self, size):
+        if not 0 <= size <= self.size:
+            raise MerkleError("tree size %d is not between 0 and %d" % (size, self.size))
+
+    def inclusion_proof(self, index, size=None):
+        """RFC 9162 §2.1.3.1 PATH(index, D[size]): the audit path, leaf to root."""
+        size = self.size if size is None else size
+        self._check_size(size)
+        if not 0 <= index < size:
+            raise MerkleError("leaf %d is not in a tree of size %d" % (index, size))
+        path = []
+        start, end = 0, size
+        while end - start > 1:  # descend to the leaf, collecting the sibling subtrees
+            k = _split(end - start)
+            if index < start + k:
+                path.append(self.subtree(start + k, end))
+                end = start + k
+            else:
+                path.append(self.subtree(start, start + k))
+                start += k
+        path.reverse()
+        return path
+
+    def consistency_proof(self, old_size, size=None):
+        """RFC 9162 §2.1.4.1 PROOF(old_size, D[size])."""
+        size = self.size if size is None else size
+        self._check_size(size)
+        if not 0 <= old_size <= size:
+            raise MerkleError("old tree size %d is not between 0 and %d" % (old_size, size))
+        if old_size == 0 or old_size == size:
+            return []
+        return self._subproof(old_size, 0, size, True)
+
+    def _subproof(self, m, start, end, complete):
+        n = end - start
+        if m == n:
+            return [] if complete else [self.subtree(start, end)]
+        k = _split(n)
+        if m <= k:
+            return self._subproof(m, start, start + k, complete) + [self.subtree(start + k, end)]
+        return self._subproof(m - k, start + k, end, False) + [self.subtree(start, start + k)]
+
+
+def _compact_nodes(size):
+    """(start, end) of the complete subtrees that make up D[0:size], largest first:
+    the nodes a CompactRange of `size` leaves holds."""
+    nodes = []
+    start = 0
+    bit = 1
+    while bit << 1 <= size:
+        bit <<= 1
+    while bit:
+        if size & bit:
+            nodes.append((start, start + bit))
+            start += bit
+        bit >>= 1
+    return nodes
+
+
+class MerkleTree(_Proofs):
     """Leaf hashes appended one at a time; roots and proofs for any size up to `size`."""
 
     def __init__(self):
@@ -98,52 +165,59 @@ class MerkleTree:
         k = _split(n)
         return node_hash(self.subtree(start, start + k), self.subtree(start + k, end))
 
-    def root(self, size=None):
+    def compact_range(self, size=None):
+        """The CompactRange of D[0:size]: what a host needs, with the leaves after it,
+        to recompute every root and proof past `size` once the first `size` records are
+        pruned (the device serves it with its signed head)."""
         size = self.size if size is None else size
         self._check_size(size)
-        return self.subtree(0, size)
+        return CompactRange(size, [self.subtree(a, b) for a, b in _compact_nodes(size)])
 
-    def _check_size(self, size):
-        if not 0 <= size <= self.size:
-            raise MerkleError("tree size %d is not between 0 and %d" % (size, self.size))
+
+class PrunedTree(_Proofs):
+    """A tree whose first leaves are known only by their compact range (pruned on the
+    device before this host pulled them), then whole leaves: roots and proofs for any
+    size and leaf past the prefix. The prefix is untrusted until a root computed
+    through it equals a signed one."""
+
+    def __init__(self, prefix):
+        self.first = prefix.size
+        self._nodes = dict(zip(_compact_nodes(prefix.size), prefix.hashes))
+        self._nodes[(0, prefix.size)] = prefix.root()  # the root at the prefix's own size
+        self._leaves = []
+
+    @property
+    def size(self):
+        return self.first + len(self._leaves)
+
+    def append_leaf_hash(self, h):
+        if len(h) != HASH_LEN:
+            raise MerkleError("a leaf hash is 32 bytes")
+        self._leaves.append(h)
+
+    def append(self, record):
+        self.append_leaf_hash(leaf_hash(record))
+
+    def subtree(self, start, end):
+        # Every range RFC 9162's recursion visits that lies wholly in the prefix is one
+        # of its compact nodes (the ranges split at powers of two from 0); ranges
+        # across the boundary split down to them and to whole leaves.
+        if (start, end) in self._nodes:
+            return self._nodes[(start, end)]
+        n = end - start
+        if n <= 0:
+            return EMPTY_ROOT
+        if start < self.first and end <= self.first:
+            raise MerkleError("leaves %d..%d were pruned: only the whole prefix is known" % (start, end - 1))
+        if n == 1:
+            return self._leaves[start - self.first]
+        k = _split(n)
+        return node_hash(self.subtree(start, start + k), self.subtree(start + k, end))
 
     def inclusion_proof(self, index, size=None):
-        """RFC 9162 §2.1.3.1 PATH(index, D[size]): the audit path, leaf to root."""
-        size = self.size if size is None else size
-        self._check_size(size)
-        if not 0 <= index < size:
-            raise MerkleError("leaf %d is not in a tree of size %d" % (index, size))
-        path = []
-        start, end = 0, size
-        while end - start > 1:  # descend to the leaf, collecting the sibling subtrees
-            k = _split(end - start)
-            if index < start + k:
-                path.append(self.subtree(start + k, end))
-                end = start + k
-            else:
-                path.append(self.subtree(start, start + k))
-                start += k
-        path.reverse()
-        return path
-
-    def consistency_proof(self, old_size, size=None):
-        """RFC 9162 §2.1.4.1 PROOF(old_size, D[size])."""
-        size = self.size if size is None else size
-        self._check_size(size)
-        if not 0 <= old_size <= size:
-            raise MerkleError("old tree size %d is not between 0 and %d" % (old_size, size))
-        if old_size == 0 or old_size == size:
-            return []
-        return self._subproof(old_size, 0, size, True)
-
-    def _subproof(self, m, start, end, complete):
-        n = end - start
-        if m == n:
-            return [] if complete else [self.subtree(start, end)]
-        k = _split(n)
-        if m <= k:
-            return self._subproof(m, start, start + k, complete) + [self.subtree(start + k, end)]
-        return self._subproof(m - k, start + k, end, False) + [self.subtree(start, start + k)]
+        if index < self.first:
+            raise MerkleError("leaf %d was pruned before this host had it" % index)
+        return _Proofs.inclusion_proof(self, index, size)
 
 
 def verify_inclusion(index, size, leaf, proof, root):
