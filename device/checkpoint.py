@@ -16,7 +16,7 @@ seals, and at every pull (then with the host's time beside its own, so an audito
 correct a wrong device clock).
 
 Where they are kept: `<state>/log/checkpoints.jsonl`, one signed checkpoint per line,
-appended and fsynced, never rewritten. A separate file rather than log records, so a
+appended and fsynced; past 1 MiB only the newest 64 are kept (CheckpointStore). A separate file rather than log records, so a
 checkpoint never changes the tree it signs and a pull that finds nothing new adds no
 record; its last line is what the agent checks the log against at start (a log shorter
 than its last signed head, or with another root at that size, is a rollback).
@@ -30,6 +30,7 @@ import threading
 import time
 
 from .core import merkle
+from .durable import atomic_write
 
 CHECKPOINT_VERSION = 1
 SIGNING_LABEL = b"synthseal-checkpoint/1\x00"
@@ -86,29 +87,54 @@ def verify_checkpoint(signed, public_key):
 
 
 class CheckpointStore:
-    """The device's signed checkpoints, appended one JSON line each, fsynced."""
+    """The device's signed checkpoints, appended one JSON line each, fsynced.
+
+    The device itself needs only the newest (what the log must still hold at start);
+    every one it gave is kept by the host that asked. So the file is bounded: past
+    MAX_BYTES it is rewritten with the newest KEEP lines (atomically: a power cut
+    leaves the old file or the new one), and a collector asking again and again cannot
+    fill the device's storage."""
+
+    MAX_BYTES = 1 << 20   # about 2,000 checkpoints
+    KEEP = 64
+    _TAIL = 16384         # a checkpoint line is under 600 bytes
 
     def __init__(self, path):
         self.path = str(path)
         self._lock = threading.Lock()
 
-    def all(self):
-        """Every whole, parseable line in order (a torn last line is skipped, not cut)."""
-        try:
-            with open(self.path, "rb") as f:
-                lines = f.read().split(b"\n")
-        except FileNotFoundError:
-            return []
+    @staticmethod
+    def _parse(lines):
         out = []
         for line in lines:
             try:
                 out.append(json.loads(line.decode()))
             except (ValueError, UnicodeError):
-                continue
+                continue  # a torn line (a power cut mid-append) is skipped, not cut
         return out
 
+    def all(self):
+        """Every whole, parseable line in order."""
+        try:
+            with open(self.path, "rb") as f:
+                return self._parse(f.read().split(b"\n"))
+        except FileNotFoundError:
+            return []
+
     def last(self):
-        signed = self.all()
+        """The newest checkpoint, read from the file's tail only."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(0, 2)
+                size = f.tell()
+                f.seek(max(0, size - self._TAIL))
+                tail = f.read()
+        except FileNotFoundError:
+            return None
+        lines = tail.split(b"\n")
+        if size > self._TAIL:
+            lines = lines[1:]  # the first piece may be the end of a longer line
+        signed = self._parse(lines)
         return signed[-1] if signed else None
 
     def append(self, signed):
@@ -122,6 +148,10 @@ class CheckpointStore:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())  # the checkpoint is on storage before it is served
+            size = f.tell()
+        if size > self.MAX_BYTES:
+            kept = self.all()[-self.KEEP:]
+            atomic_write(self.path, b"".join(canonical(c) + b"\n" for c in kept))
 
 
 def sign_checkpoint(state, log, host_time_ms=None, clock=time.time):

@@ -3,6 +3,7 @@ host stores nothing it cannot tie to a signed head that extends the last one it 
 and names rollbacks, deletions, rewrites and forks."""
 
 import json
+import os
 import shutil
 import sqlite3
 
@@ -176,3 +177,21 @@ def test_records_that_do_not_hash_to_the_signed_root_are_not_anchored(device, se
     with pytest.raises(logdb.ChainError, match=r"records 1\.\.4 do not hash to the root the device signed"):
         logdb.pull(client, db)
     assert _heads(db) == []  # no head recorded: the next pull starts over from what is proved
+
+
+def test_the_checkpoint_file_stays_bounded_however_often_a_collector_asks(device, tmp_path, monkeypatch):
+    from synthseal.device.checkpoint import CheckpointStore
+    monkeypatch.setattr(CheckpointStore, "MAX_BYTES", 8192)
+    monkeypatch.setattr(CheckpointStore, "KEEP", 8)
+    log = device.log()
+    signed = [checkpoint.sign_checkpoint(device, log, host_time_ms=n) for n in range(60)]
+    path = device.checkpoints().path
+    kept = device.checkpoints().all()
+    assert os.path.getsize(path) <= 8192 + 1024
+    assert kept == signed[-len(kept):] and len(kept) <= 8 + 8192 // 300
+    assert device.checkpoints().last() == signed[-1]
+    # A torn last line (a power cut mid-append) hides nothing before it.
+    with open(path, "ab") as f:
+        f.write(b'{"checkpoint": {"vers')
+    assert device.checkpoints().last() == signed[-1]
+    assert checkpoint.sign_checkpoint(device, log)["checkpoint"]["counter"] == signed[-1]["checkpoint"]["counter"] + 1
