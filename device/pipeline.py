@@ -7,6 +7,10 @@ rather than the sum of all of them:
         -> [reorder, bounded] -> seal (1 thread): ProduceID, implicit label, C2PA,
                                   temporary file, audit record, rename into place
 
+The seal stage takes every frame that is ready in order (up to GROUP_LIMIT) and appends
+their records with one write and one fsync (group commit): under a burst the log's
+fsync is paid once per group, not once per frame.
+
 Prepare is the slowest stage (the JPEG encode of a 12-megapixel frame), so it runs on
 several workers; each frame carries a ticket taken when it was queued, and the seal
 stage takes frames strictly in ticket order, so the log's order is the order frames
@@ -138,34 +142,61 @@ class SealPipeline:
                 self._ready[job.ticket] = job
                 self._ready_changed.notify_all()
 
+    # At most this many frames share one log write and fsync (group commit).
+    GROUP_LIMIT = 8
+
+    def _take_ready(self):
+        """Wait for the next frame in ticket order, then take it and every frame right
+        after it that is already prepared (at most GROUP_LIMIT): a burst of frames is
+        committed together, and a lone frame waits for nobody. [] once stopped."""
+        with self._ready_changed:
+            while self._next_to_seal not in self._ready:
+                if self._stopping and self._next_to_seal >= self._issued:
+                    return []
+                self._ready_changed.wait(0.2)
+            jobs = []
+            while self._next_to_seal in self._ready and len(jobs) < self.GROUP_LIMIT:
+                jobs.append(self._ready.pop(self._next_to_seal))
+                self._next_to_seal += 1
+            self._ready_changed.notify_all()
+        return jobs
+
     def _seal_loop(self):
         while True:
-            with self._ready_changed:
-                while self._next_to_seal not in self._ready:
-                    if self._stopping and self._next_to_seal >= self._issued:
-                        return
-                    self._ready_changed.wait(0.2)
-                job = self._ready.pop(self._next_to_seal)
-                self._next_to_seal += 1
-                self._ready_changed.notify_all()
-            if job is None:  # a frame refused as busy
-                continue
-            if job.prepare_error is not None:
-                self._fail(job, job.prepare_error)
+            jobs = self._take_ready()
+            if not jobs:
+                return
+            signed = []  # (job, signed frame): seqs follow on, a frame that fails takes none
+            for job in jobs:
+                if job is None:  # a frame refused as busy
+                    continue
+                if job.prepare_error is not None:
+                    self._fail(job, job.prepare_error)
+                    continue
+                try:
+                    signed.append((job, self.sealer.sign(job.prepared, self.sealer.log.next_seq + len(signed),
+                                                         self.out_dir)))
+                except Exception as err:
+                    self._fail(job, err)
+            if not signed:
                 continue
             try:
-                signed = self.sealer.sign(job.prepared, self.sealer.log.next_seq, self.out_dir)
-                result = self.sealer.commit(signed)
-            except Exception as err:
-                self._fail(job, err)
+                outcomes = self.sealer.commit_many([s for _, s in signed])
+            except Exception as err:  # no record was written: none of these frames appears
+                for job, _ in signed:
+                    self._fail(job, err)
                 continue
-            job.prepared = None
-            result["latency_ms"] = round((time.monotonic() - job.enqueued) * 1000.0, 3)
-            with self._stats_lock:
-                self.stats["sealed"] += 1
-            if self._on_sealed is not None:
-                self._on_sealed(result)
-            job.finish(result=result)
+            for (job, _), outcome in zip(signed, outcomes):
+                job.prepared = None
+                if isinstance(outcome, Exception):
+                    self._fail(job, outcome)
+                    continue
+                outcome["latency_ms"] = round((time.monotonic() - job.enqueued) * 1000.0, 3)
+                with self._stats_lock:
+                    self.stats["sealed"] += 1
+                if self._on_sealed is not None:
+                    self._on_sealed(outcome)
+                job.finish(result=outcome)
 
     def _fail(self, job, err):
         reason = str(err) if isinstance(err, SealError) else "frame not emitted: %s: %s" % (type(err).__name__, err)

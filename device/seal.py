@@ -205,30 +205,56 @@ class Sealer:
 
     def commit(self, signed):
         """Append the audit record (the commit point), then move the file into place."""
-        timings = signed["timings"]
-        tmp, final = signed["tmp"], signed["final"]
+        outcome = self.commit_many([signed])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def commit_many(self, batch):
+        """Group commit: append the audit records of signed frames whose seqs follow on
+        with one write and one fsync (the commit point), then move each file into
+        place. Raises SealError, and removes every temporary, when no record was
+        written; otherwise returns per frame its result dict or the SealError that
+        kept its file from its place."""
         t = time.perf_counter()
-        try:
-            record_seq, _ = self.log.append(int(time.time() * 1000), signed["sha256"], logrecord.EVENT_SEAL,
-                                            signed["produce_id"], signed["decision"])
-        except Exception as err:
-            tmp.unlink(missing_ok=True)  # no record: the file must not appear
-            raise SealError("frame not emitted: audit log append failed: %s: %s" % (type(err).__name__, err)) from err
-        if record_seq != signed["seq"]:
-            tmp.unlink(missing_ok=True)
+        now_ms = int(time.time() * 1000)
+        if batch and self.log.next_seq != batch[0]["seq"]:
+            for s in batch:
+                s["tmp"].unlink(missing_ok=True)
             raise SealError("audit log advanced during sealing (another writer?)")
-        # From here on the record exists: a failure leaves the temporary for the agent's
-        # start-up repair to complete, never a record without its file.
         try:
-            os.replace(tmp, final)
-            fsync_dir(final.parent)
-        except OSError as err:
-            raise SealError("sealed and logged as record %d, but the file could not be moved into place (%s); "
-                            "the agent completes it from %s at its next start" % (signed["seq"], err, tmp)) from err
-        timings["log_emit_ms"] = _ms_since(t)
-        return {"path": str(final), "produce_id": signed["produce_id"], "seq": signed["seq"],
-                "decision": signed["decision"], "sha256": signed["sha256"].hex(), "label": signed["label"],
-                "timings": timings}
+            made = self.log.append_many([(now_ms, s["sha256"], logrecord.EVENT_SEAL, s["produce_id"], s["decision"])
+                                         for s in batch])
+        except Exception as err:
+            for s in batch:
+                s["tmp"].unlink(missing_ok=True)  # no record: the file must not appear
+            raise SealError("frame not emitted: audit log append failed: %s: %s" % (type(err).__name__, err)) from err
+        if [seq for seq, _ in made] != [s["seq"] for s in batch]:
+            # Records were written under seqs the frames were not signed for: the
+            # files must not appear (their ProduceIDs name other records).
+            for s in batch:
+                s["tmp"].unlink(missing_ok=True)
+            raise SealError("audit log advanced during sealing (another writer?)")
+        append_ms = _ms_since(t)
+        outcomes = []
+        for s in batch:
+            # From here on the record exists: a failure leaves the temporary for the
+            # agent's start-up repair to complete, never a record without its file.
+            t = time.perf_counter()
+            tmp, final = s["tmp"], s["final"]
+            try:
+                os.replace(tmp, final)
+                fsync_dir(final.parent)
+            except OSError as err:
+                outcomes.append(SealError("sealed and logged as record %d, but the file could not be moved into place "
+                                          "(%s); the agent completes it from %s at its next start" % (s["seq"], err, tmp)))
+                continue
+            timings = s["timings"]
+            timings["log_emit_ms"] = round(append_ms + _ms_since(t), 3)
+            outcomes.append({"path": str(final), "produce_id": s["produce_id"], "seq": s["seq"],
+                             "decision": s["decision"], "sha256": s["sha256"].hex(), "label": s["label"],
+                             "timings": timings, "log_group": len(batch)})
+        return outcomes
 
     def apply_implicit_label(self, data, label, produce_id):
         producer = self.config["producer"]

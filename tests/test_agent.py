@@ -394,9 +394,9 @@ class _SlowSealer:
     def sign(self, prepared, seq, out_dir):
         return prepared
 
-    def commit(self, signed):
-        return {"path": "", "produce_id": "", "seq": signed["n"], "decision": {}, "sha256": "", "label": None,
-                "timings": {}}
+    def commit_many(self, batch):
+        return [{"path": "", "produce_id": "", "seq": signed["n"], "decision": {}, "sha256": "", "label": None,
+                 "timings": {}, "log_group": len(batch)} for signed in batch]
 
 
 def test_a_full_queue_holds_clients_back_then_says_busy_and_drops_nothing():
@@ -423,6 +423,50 @@ class _JitterySealer(_SlowSealer):
     def prepare(self, frame, source, channel_order, origin):
         time.sleep(random.Random(frame).uniform(0, 0.02))
         return {"n": frame}
+
+
+class _GroupingSealer(_SlowSealer):
+    """Its first signature waits for a gate, so later frames are ready meanwhile."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate.set()
+        self.sign_gate = threading.Event()
+        self.signing_first = threading.Event()
+        self.groups = []
+
+    def prepare(self, frame, source, channel_order, origin):
+        if frame != 0:
+            self.signing_first.wait(30)  # so frame 0 is taken alone, and the rest meanwhile
+        return {"n": frame}
+
+    def sign(self, prepared, seq, out_dir):
+        if prepared["n"] == 0:
+            self.signing_first.set()
+            self.sign_gate.wait(30)
+        return dict(prepared, seq=seq)
+
+    def commit_many(self, batch):
+        self.groups.append([s["n"] for s in batch])
+        assert [s["seq"] for s in batch] == list(range(batch[0]["seq"], batch[0]["seq"] + len(batch)))
+        return _SlowSealer.commit_many(self, batch)
+
+
+def test_frames_ready_together_share_one_log_commit_and_keep_their_order():
+    from synthseal.device.pipeline import SealPipeline
+    sealer = _GroupingSealer()
+    pipeline = SealPipeline(sealer, "unused", depth=8, prepare_workers=2)
+    try:
+        jobs = [pipeline.submit(n, "rig", {}, timeout=5) for n in range(5)]
+        deadline = time.monotonic() + 10
+        while len(pipeline._ready) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)  # frames 1..4 prepared while frame 0 is being signed
+        sealer.sign_gate.set()
+        assert [job.wait(10)["seq"] for job in jobs] == [0, 1, 2, 3, 4]
+        assert sealer.groups == [[0], [1, 2, 3, 4]]
+    finally:
+        sealer.sign_gate.set()
+        pipeline.stop()
 
 
 def test_parallel_prepare_workers_still_seal_in_arrival_order():

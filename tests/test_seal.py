@@ -140,3 +140,21 @@ def test_sealing_fails_closed_when_signing_fails(device, tmp_path):
     assert not out.exists() or list(out.rglob("*.jpg*")) == []
     assert device.log().next_seq == 2  # the enrolment record alone
 
+
+
+def test_a_group_commit_emits_every_frame_of_the_group_or_none(device, tmp_path):
+    sealer = Sealer(device, lab=True)
+    camera = FakeCamera(320, 240)
+    out = tmp_path / "out"
+    base = device.log().next_seq
+    batch = [sealer.sign(sealer.prepare(camera.capture_array(), "rig"), base + n, out) for n in range(3)]
+    results = sealer.commit_many(batch)
+    assert [r["seq"] for r in results] == [base, base + 1, base + 2] and {r["log_group"] for r in results} == {3}
+    assert sorted(p.name for p in out.glob("*.jpg")) == sorted(Path(r["path"]).name for r in results)
+    # The log write fails for the next group: none of its files appears, no temporary stays.
+    batch = [sealer.sign(sealer.prepare(camera.capture_array(), "rig"), base + 3 + n, out) for n in range(2)]
+    device.log_path.rename(device.log_path.with_name("moved"))
+    device.log_path.mkdir()
+    with pytest.raises(SealError, match="not emitted"):
+        sealer.commit_many(batch)
+    assert len(list(out.glob("*.jpg"))) == 3 and list((out / ".partial").glob("*")) == []
