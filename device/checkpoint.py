@@ -32,9 +32,13 @@ import time
 from .core import merkle
 from .durable import atomic_write
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 SIGNING_LABEL = b"synthseal-checkpoint/1\x00"
-_FIELDS = ("version", "serial", "size", "root", "time_ms", "counter", "host_time_ms")
+# Version 2 adds first_seq: the first record the device still held when it signed, so
+# a host can tell records pruned before its first pull from records deleted from its
+# own database. Version 1 heads (no first_seq) still verify; first_seq then counts as 1.
+_FIELDS = {1: ("version", "serial", "size", "root", "time_ms", "counter", "host_time_ms"),
+           2: ("version", "serial", "size", "root", "time_ms", "counter", "host_time_ms", "first_seq")}
 
 
 class CheckpointError(Exception):
@@ -54,9 +58,10 @@ def parse_signed(signed):
     if not isinstance(signed, dict) or not isinstance(signed.get("checkpoint"), dict):
         raise CheckpointError("a signed checkpoint is an object with 'checkpoint' and 'signature'")
     body = signed["checkpoint"]
-    if sorted(body) != sorted(_FIELDS) or body["version"] != CHECKPOINT_VERSION:
-        raise CheckpointError("checkpoint fields are not those of version %d: %s" % (CHECKPOINT_VERSION, sorted(body)))
-    for name in ("size", "time_ms", "counter"):
+    fields = _FIELDS.get(body.get("version")) if type(body.get("version")) is int else None
+    if fields is None or sorted(body) != sorted(fields):
+        raise CheckpointError("checkpoint fields are not those of version 1 or 2: %s" % sorted(body))
+    for name in ("size", "time_ms", "counter") + (("first_seq",) if "first_seq" in body else ()):
         if not isinstance(body[name], int) or isinstance(body[name], bool) or body[name] < 0:
             raise CheckpointError("checkpoint %s must be a non-negative integer" % name)
     if body["host_time_ms"] is not None and not isinstance(body["host_time_ms"], int):
@@ -108,13 +113,15 @@ class CheckpointStore:
         out = []
         for line in lines:
             try:
-                out.append(json.loads(line.decode()))
+                signed = json.loads(line.decode())
             except (ValueError, UnicodeError):
                 continue  # a torn line (a power cut mid-append) is skipped, not cut
+            if isinstance(signed, dict) and isinstance(signed.get("checkpoint"), dict):
+                out.append(signed)
         return out
 
     def all(self):
-        """Every whole, parseable line in order."""
+        """Every whole, parseable checkpoint line in order."""
         try:
             with open(self.path, "rb") as f:
                 return self._parse(f.read().split(b"\n"))
@@ -122,20 +129,25 @@ class CheckpointStore:
             return []
 
     def last(self):
-        """The newest checkpoint, read from the file's tail only."""
+        """The newest checkpoint: read from the file's tail, in growing windows until a
+        whole checkpoint line is found (junk at the end never hides the ones before it)."""
         try:
             with open(self.path, "rb") as f:
                 f.seek(0, 2)
                 size = f.tell()
-                f.seek(max(0, size - self._TAIL))
-                tail = f.read()
+                window = self._TAIL
+                while True:
+                    start = max(0, size - window)
+                    f.seek(start)
+                    lines = f.read(size - start).split(b"\n")
+                    if start > 0:
+                        lines = lines[1:]  # the first piece may be the end of a longer line
+                    signed = self._parse(lines)
+                    if signed or start == 0:
+                        return signed[-1] if signed else None
+                    window *= 4
         except FileNotFoundError:
             return None
-        lines = tail.split(b"\n")
-        if size > self._TAIL:
-            lines = lines[1:]  # the first piece may be the end of a longer line
-        signed = self._parse(lines)
-        return signed[-1] if signed else None
 
     def append(self, signed):
         data = canonical(signed) + b"\n"
@@ -165,6 +177,7 @@ def sign_checkpoint(state, log, host_time_ms=None, clock=time.time):
         size, root = log.tree_head()
         counter = (last["checkpoint"]["counter"] + 1) if last else 1
         body = {"version": CHECKPOINT_VERSION, "serial": state.serial(), "size": size, "root": root.hex(),
+                "first_seq": log.first_seq,
                 "time_ms": int(clock() * 1000), "counter": counter, "host_time_ms": host_time_ms}
         signed = {"checkpoint": body, "signature": state.sign_identity(SIGNING_LABEL, canonical(body)).hex()}
         store.append(signed)

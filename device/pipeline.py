@@ -26,7 +26,7 @@ import queue
 import threading
 import time
 
-from .seal import SealError
+from .seal import LogAdvancedError, SealError
 
 
 class PipelineBusy(Exception):
@@ -161,42 +161,64 @@ class SealPipeline:
             self._ready_changed.notify_all()
         return jobs
 
+    # A group whose seqs another record took meanwhile is signed again, this often.
+    RESIGN_TRIES = 3
+
     def _seal_loop(self):
         while True:
             jobs = self._take_ready()
             if not jobs:
                 return
-            signed = []  # (job, signed frame): seqs follow on, a frame that fails takes none
+            pending = []
             for job in jobs:
                 if job is None:  # a frame refused as busy
                     continue
                 if job.prepare_error is not None:
                     self._fail(job, job.prepare_error)
                     continue
-                try:
-                    signed.append((job, self.sealer.sign(job.prepared, self.sealer.log.next_seq + len(signed),
-                                                         self.out_dir)))
-                except Exception as err:
-                    self._fail(job, err)
-            if not signed:
-                continue
+                pending.append(job)
+            for attempt in range(self.RESIGN_TRIES):
+                pending = self._seal_group(pending, last_try=attempt == self.RESIGN_TRIES - 1)
+                if not pending:
+                    break
+
+    def _seal_group(self, jobs, last_try):
+        """Sign the frames with seqs that follow on from the log's next one and commit
+        them together. Returns the frames to sign again (another record took their
+        seqs; nothing of theirs was written), else []."""
+        signed = []  # (job, signed frame): a frame that fails to sign takes no seq
+        for job in jobs:
             try:
-                outcomes = self.sealer.commit_many([s for _, s in signed])
-            except Exception as err:  # no record was written: none of these frames appears
-                for job, _ in signed:
-                    self._fail(job, err)
+                signed.append((job, self.sealer.sign(job.prepared, self.sealer.log.next_seq + len(signed),
+                                                     self.out_dir)))
+            except Exception as err:
+                self._fail(job, err)
+        if not signed:
+            return []
+        try:
+            outcomes = self.sealer.commit_many([s for _, s in signed])
+        except LogAdvancedError as err:
+            if not last_try:
+                return [job for job, _ in signed]
+            for job, _ in signed:
+                self._fail(job, err)
+            return []
+        except Exception as err:  # no record was written: none of these frames appears
+            for job, _ in signed:
+                self._fail(job, err)
+            return []
+        for (job, _), outcome in zip(signed, outcomes):
+            job.prepared = None
+            if isinstance(outcome, Exception):
+                self._fail(job, outcome)
                 continue
-            for (job, _), outcome in zip(signed, outcomes):
-                job.prepared = None
-                if isinstance(outcome, Exception):
-                    self._fail(job, outcome)
-                    continue
-                outcome["latency_ms"] = round((time.monotonic() - job.enqueued) * 1000.0, 3)
-                with self._stats_lock:
-                    self.stats["sealed"] += 1
-                if self._on_sealed is not None:
-                    self._on_sealed(outcome)
-                job.finish(result=outcome)
+            outcome["latency_ms"] = round((time.monotonic() - job.enqueued) * 1000.0, 3)
+            with self._stats_lock:
+                self.stats["sealed"] += 1
+            if self._on_sealed is not None:
+                self._on_sealed(outcome)
+            job.finish(result=outcome)
+        return []
 
     def _fail(self, job, err):
         reason = str(err) if isinstance(err, SealError) else "frame not emitted: %s: %s" % (type(err).__name__, err)

@@ -28,6 +28,7 @@ from PIL import Image
 from . import __version__
 from .classifier import ClassifierError
 from .core import aigc, jpeg, logrecord, policy
+from .core.auditlog import LogAdvanced
 from .explicit_label import draw_explicit_label
 
 JPEG_QUALITY = 92
@@ -36,6 +37,11 @@ C2PA_ASSERTION_LABEL = "org.synthseal.gb45438"  # repeats the GB 45438 fields an
 
 class SealError(Exception):
     pass
+
+
+class LogAdvancedError(SealError):
+    """Another record took the seq these frames were signed for (a prune or a
+    configuration record landed meanwhile): nothing was written; sign them again."""
 
 
 def c2pa_settings(thumbnail=False):
@@ -218,23 +224,17 @@ class Sealer:
         kept its file from its place."""
         t = time.perf_counter()
         now_ms = int(time.time() * 1000)
-        if batch and self.log.next_seq != batch[0]["seq"]:
+        try:
+            self.log.append_many([(now_ms, s["sha256"], logrecord.EVENT_SEAL, s["produce_id"], s["decision"])
+                                  for s in batch], expect_seq=batch[0]["seq"])
+        except LogAdvanced as err:
             for s in batch:
                 s["tmp"].unlink(missing_ok=True)
-            raise SealError("audit log advanced during sealing (another writer?)")
-        try:
-            made = self.log.append_many([(now_ms, s["sha256"], logrecord.EVENT_SEAL, s["produce_id"], s["decision"])
-                                         for s in batch])
+            raise LogAdvancedError("frame not emitted yet: %s" % err) from err
         except Exception as err:
             for s in batch:
                 s["tmp"].unlink(missing_ok=True)  # no record: the file must not appear
             raise SealError("frame not emitted: audit log append failed: %s: %s" % (type(err).__name__, err)) from err
-        if [seq for seq, _ in made] != [s["seq"] for s in batch]:
-            # Records were written under seqs the frames were not signed for: the
-            # files must not appear (their ProduceIDs name other records).
-            for s in batch:
-                s["tmp"].unlink(missing_ok=True)
-            raise SealError("audit log advanced during sealing (another writer?)")
         append_ms = _ms_since(t)
         outcomes = []
         for s in batch:

@@ -142,9 +142,9 @@ class SharedLog:
         with self._lock:
             return self._log.prune(count)
 
-    def append_many(self, items):
-        with self._lock:
-            return self._log.append_many(items)
+    def append_many(self, items, expect_seq=None):
+        with self._lock:  # the seq check and the write under one lock
+            return self._log.append_many(items, expect_seq)
 
     def read(self, *args, **kwargs):
         with self._lock:

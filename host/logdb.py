@@ -61,9 +61,9 @@ CREATE TABLE IF NOT EXISTS tree_edges (
 );
 -- The compact range (merkle.CompactRange) of the records a device had pruned before
 -- this host's first pull from it, as the device served it with its signed head: with
--- it the signed roots are recomputed without those records. Dropped again if the root
--- computed through it differs from the signed one at the end of the pull that brought
--- it (a pull cut short keeps it: the next one checks).
+-- it the signed roots are recomputed without those records. Kept only once a pull
+-- through it ended at the root the device signed (a pull cut short before that asks
+-- for it again).
 CREATE TABLE IF NOT EXISTS pruned_prefixes (
     serial TEXT PRIMARY KEY,
     size   INTEGER NOT NULL,
@@ -189,14 +189,19 @@ def pull(client, db_path, batch=1024, progress=None):
             raise ChainError("device %s reports %d records but %d are already stored from it: its log was "
                              "rolled back or replaced; the stored log is kept as it is"
                              % (serial, end_seq - 1, last[0]))
+        # A compact range the device served for records it pruned before this host's
+        # first pull: used for this pull's root check, and kept only if that root matches.
         prefix = None
-        if last is None and next_seq > 1:
-            # The device pruned records 1..next_seq-1 before this host ever pulled: it
-            # serves their compact range, so the signed root is still recomputed here.
-            prefix = _answer_prefix(answer, next_seq - 1)
-            edge = None if prefix is None else merkle.CompactRange(prefix.size, prefix.hashes)
-        else:
-            edge = _tree_edge(db, serial)
+        edge = _tree_edge(db, serial) if last is not None else (merkle.CompactRange() if next_seq == 1 else None)
+        if edge is None:
+            # No record before `first` is known here (a first pull after a prune, or one
+            # cut short before its root was checked): start from the served prefix.
+            first = next_seq if last is None else _first_seq(db, serial)
+            prefix = _answer_prefix(answer, first - 1)
+            if prefix is not None:
+                edge = merkle.CompactRange(prefix.size, prefix.hashes)
+                for (raw,) in db.execute("SELECT raw FROM records WHERE device_serial=? ORDER BY seq", (serial,)):
+                    edge.append(bytes(raw))
         if edge is None:
             warnings.append("device %s: records before %d were pruned on the device before they were pulled here: "
                             "the stored log is anchored by its hash chain, not by the signed root" % (serial, next_seq))
@@ -207,9 +212,6 @@ def pull(client, db_path, batch=1024, progress=None):
 
         def commit():
             with db:
-                if prefix is not None:
-                    db.execute("INSERT OR REPLACE INTO pruned_prefixes(serial, size, hashes) VALUES(?,?,?)",
-                               (serial, prefix.size, b"".join(prefix.hashes)))
                 for raw in verified:
                     _insert(db, serial, raw)
                     if edge is not None:
@@ -245,9 +247,6 @@ def pull(client, db_path, batch=1024, progress=None):
         head = _last_record(db, serial)
         complete = head is not None and head[0] == signed_head["size"]
         if complete and edge is not None and edge.root().hex() != signed_head["root"]:
-            if prefix is not None:
-                with db:
-                    db.execute("DELETE FROM pruned_prefixes WHERE serial=?", (serial,))
             raise ChainError("device %s: the stored records 1..%d%s do not hash to the root the device signed in "
                              "checkpoint %d: the log the device serves is not the one it signed"
                              % (serial, head[0], "" if prefix is None else
@@ -258,6 +257,11 @@ def pull(client, db_path, batch=1024, progress=None):
                 # Anchors the stored chain's end: check_chain then finds an edited or
                 # deleted newest record, which no later link would otherwise expose.
                 db.execute("UPDATE devices SET head_seq=?, head_hash=? WHERE serial=?", (head[0], head[1], serial))
+                if prefix is not None and edge is not None:
+                    # The root computed through the served prefix matched the signed one.
+                    db.execute("INSERT OR REPLACE INTO pruned_prefixes(serial, size, hashes) VALUES(?,?,?)",
+                               (serial, prefix.size, b"".join(prefix.hashes)))
+                    _save_tree_edge(db, serial, edge)
                 _store_checkpoint(db, serial, answer, signed_head, session["identity_chain"], now_ms)
         acked = None
         if complete:
@@ -398,7 +402,7 @@ def _tree_edge(db, serial):
     last stored record); None when the records before the first stored one are unknown."""
     last = _last_record(db, serial)
     size = last[0] if last else 0
-    first = db.execute("SELECT MIN(seq) FROM records WHERE device_serial=?", (serial,)).fetchone()[0]
+    first = _first_seq(db, serial)
     prefix = pruned_prefix(db, serial)
     if first not in (None, 1) and (prefix is None or prefix.size != first - 1):
         return None  # the device pruned records before the first pull here and gave no prefix
@@ -414,7 +418,13 @@ def _tree_edge(db, serial):
     return edge
 
 
+def _first_seq(db, serial):
+    return db.execute("SELECT MIN(seq) FROM records WHERE device_serial=?", (serial,)).fetchone()[0]
+
+
 def _split_hashes(blob):
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise merkle.MerkleError("stored hashes are not a blob")
     data = bytes(blob)
     return [data[i:i + 32] for i in range(0, len(data), 32)]
 
@@ -610,6 +620,7 @@ def _check_signed_heads(db, dev, rows, anchors):
         return []
     problems = []
     good = []
+    received = []  # (received here, counter, body) of each valid head
     for columns, signed, chain in heads:
         name = "device %s, checkpoint %d (size %d)" % (dev, columns["counter"], columns["size"])
         try:
@@ -630,6 +641,7 @@ def _check_signed_heads(db, dev, rows, anchors):
             problems.append("%s: %s" % (name, err))
             continue
         good.append(body)
+        received.append((columns["received_ms"], body["counter"], body))
     # Recompute the RFC 9162 root of the stored records at every signed size: from
     # record 1, or from the compact range the device served for records it had pruned
     # before the first pull here.
@@ -644,6 +656,17 @@ def _check_signed_heads(db, dev, rows, anchors):
                             % (dev, first_seq - 1, first_seq, last_seq))
             return problems
         tree = merkle.CompactRange(prefix.size, prefix.hashes)
+        # Records a host never had are legitimately absent only if the device no longer
+        # held them when it signed the first head stored here (version 1 heads carry no
+        # first_seq: taken as 1). Otherwise this host pulled them, and they were deleted
+        # here, whatever compact range now stands in for them.
+        if received:
+            _, counter, first_head = min(received, key=lambda r: (r[0], r[1]))
+            held_from = first_head.get("first_seq", 1)
+            if held_from < first_seq:
+                problems.append("device %s: records %d..%d are not stored here, but the device still held records "
+                                "from %d when it signed checkpoint %d, the first stored here: they were deleted "
+                                "from this database" % (dev, held_from, first_seq - 1, held_from, counter))
     at = tree.size
     for body in sorted(good, key=lambda b: b["size"]):
         if body["size"] > last_seq:

@@ -194,4 +194,8 @@ def test_the_checkpoint_file_stays_bounded_however_often_a_collector_asks(device
     with open(path, "ab") as f:
         f.write(b'{"checkpoint": {"vers')
     assert device.checkpoints().last() == signed[-1]
+    # Nor does junk longer than the tail window, or a line that is JSON but no checkpoint.
+    with open(path, "ab") as f:
+        f.write(b"x" * 40000 + b"\n7\n")
+    assert device.checkpoints().last() == signed[-1]
     assert checkpoint.sign_checkpoint(device, log)["checkpoint"]["counter"] == signed[-1]["checkpoint"]["counter"] + 1

@@ -253,3 +253,10 @@ def test_a_pruned_prefix_known_by_its_compact_range_keeps_every_later_root_and_p
         for e in entries[pruned:]:
             forged.append(e)
         assert forged.root() != rfc_mth(entries)
+
+
+@pytest.mark.parametrize("size, hashes", [(-1, []), (1.0, [bytes(32)]), (True, [bytes(32)]), (1, [b"short"]),
+                                          (1, ["00" * 32]), (3, [bytes(32)])])
+def test_a_compact_range_from_untrusted_storage_is_checked_not_looped_on(size, hashes):
+    with pytest.raises(merkle.MerkleError):
+        merkle.CompactRange(size, hashes)

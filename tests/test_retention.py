@@ -244,6 +244,11 @@ def test_an_edited_database_after_a_pruned_prefix_is_found_against_the_signed_ro
     # The compact range deleted: said, not passed over.
     problems = edited("noprefix.sqlite", "DELETE FROM pruned_prefixes")
     assert any("no compact range" in p for p in problems), problems
+    # Values no pull writes are reported the same way, never a traceback or a hang.
+    for n, sql in enumerate(["UPDATE pruned_prefixes SET hashes='abc'", "UPDATE pruned_prefixes SET size=-1",
+                             "UPDATE pruned_prefixes SET size='x'"]):
+        problems = edited("odd%d.sqlite" % n, sql)
+        assert any("no compact range" in p for p in problems), (sql, problems)
 
 
 def test_a_compact_range_the_device_did_not_sign_is_refused(device, tmp_path, monkeypatch):
@@ -257,3 +262,76 @@ def test_a_compact_range_the_device_did_not_sign_is_refused(device, tmp_path, mo
         logdb.pull(_client(device), db)
     with logdb.open_readonly(db) as conn:
         assert logdb.pruned_prefix(conn, device.serial()) is None  # not kept
+
+
+def _delete_and_cover(db, below):
+    """A database edit: delete the stored records before seq `below` and put in their
+    place the compact range of records 1..below-1, which anyone can compute from them."""
+    import sqlite3
+    from synthseal.device.core import merkle
+    conn = sqlite3.connect(db)
+    serial = conn.execute("SELECT serial FROM devices").fetchone()[0]
+    stored = logdb.pruned_prefix(conn, serial)
+    tree = merkle.CompactRange(stored.size, stored.hashes) if stored else merkle.CompactRange()
+    for (raw,) in conn.execute("SELECT raw FROM records WHERE seq<? ORDER BY seq", (below,)):
+        tree.append(bytes(raw))
+    assert tree.size == below - 1
+    with conn:
+        conn.execute("DELETE FROM records WHERE seq<?", (below,))
+        conn.execute("INSERT OR REPLACE INTO pruned_prefixes VALUES(?,?,?)",
+                     (serial, tree.size, b"".join(tree.hashes)))
+    conn.close()
+
+
+def test_records_deleted_here_cannot_hide_behind_a_compact_range(device, tmp_path):
+    import time
+    # A host that pulled from record 1: deleting its first records and storing their
+    # compact range is found, since the device held them when it signed the first head.
+    _append(device, 10, int(time.time() * 1000))
+    db = tmp_path / "host.sqlite"
+    logdb.pull(_client(device), db)
+    _append(device, 5, int(time.time() * 1000))
+    logdb.pull(_client(device), db)
+    _delete_and_cover(db, 12)
+    problems = logdb.verify_log(db)
+    assert any("records 1..11 are not stored here, but the device still held records from 1" in p
+               for p in problems), problems
+    # A host that first pulled after a prune: deleting records it did pull and stretching
+    # the compact range over them is found the same way.
+    log = device.log()
+    retention.prune_now(device, log, int(time.time() * 1000) + 400 * DAY)
+    held_from = log.first_seq
+    _append(device, 5, int(time.time() * 1000))
+    auditor = tmp_path / "auditor.sqlite"
+    assert logdb.pull(_client(device), auditor)["warnings"] == []
+    _delete_and_cover(auditor, held_from + 3)
+    problems = logdb.verify_log(auditor)
+    assert any("records %d..%d are not stored here, but the device still held records from %d"
+               % (held_from, held_from + 2, held_from) in p for p in problems), problems
+
+
+@pytest.mark.parametrize("forged", [False, True])
+def test_a_first_pull_cut_short_asks_for_the_compact_range_again(device, tmp_path, monkeypatch, forged):
+    from synthseal.device.core import merkle
+    log = _pruned_device(device, tmp_path)
+    real = log.pruned_prefix()
+    if forged:  # the device lies once, then the pull is cut: nothing of the lie may stick
+        monkeypatch.setattr(type(log), "pruned_prefix",
+                            lambda self: merkle.CompactRange(real.size, [bytes(32)] + real.hashes[1:]))
+    client = _client(device)
+    stream = client.stream_log
+
+    def cut_after_the_first_batch(start, end):
+        for records in stream(start, end):
+            yield records[:1]
+            raise KeyboardInterrupt("the cable was pulled")
+    client.stream_log = cut_after_the_first_batch
+    db = tmp_path / "auditor.sqlite"
+    with pytest.raises(KeyboardInterrupt):
+        logdb.pull(client, db, batch=1)
+    with logdb.open_readonly(db) as conn:
+        assert logdb.pruned_prefix(conn, device.serial()) is None  # kept only once a root matched
+    monkeypatch.undo()
+    summary = logdb.pull(_client(device), db)
+    assert summary["warnings"] == [] and summary["head_seq"] == log.next_seq - 1
+    assert logdb.verify_log(db) == []

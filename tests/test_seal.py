@@ -158,3 +158,39 @@ def test_a_group_commit_emits_every_frame_of_the_group_or_none(device, tmp_path)
     with pytest.raises(SealError, match="not emitted"):
         sealer.commit_many(batch)
     assert len(list(out.glob("*.jpg"))) == 3 and list((out / ".partial").glob("*")) == []
+
+
+def test_a_record_landing_between_signing_and_commit_writes_nothing_then_the_frames_are_signed_again(device, tmp_path):
+    from synthseal.device.core import logrecord
+    from synthseal.device.pipeline import SealPipeline
+    from synthseal.device.seal import LogAdvancedError
+    sealer = Sealer(device, lab=True)
+    camera = FakeCamera(320, 240)
+    out = tmp_path / "out"
+    log = sealer.log
+    # Directly: the group's check and write are one step, so nothing is written.
+    base = log.next_seq
+    batch = [sealer.sign(sealer.prepare(camera.capture_array(), "rig"), base + n, out) for n in range(2)]
+    log.append(0, bytes(32), logrecord.EVENT_PRUNE, "", {"other": "writer"})  # e.g. a prune after an ACK
+    with pytest.raises(LogAdvancedError):
+        sealer.commit_many(batch)
+    assert log.next_seq == base + 1 and list(out.glob("*.jpg")) == [] and list((out / ".partial").glob("*")) == []
+    # Through the pipeline: the frame is signed again for the next free seq and emitted.
+    real_sign, landed = sealer.sign, []
+
+    def sign_then_another_record_lands(prepared, seq, out_dir):
+        signed = real_sign(prepared, seq, out_dir)
+        if not landed:
+            landed.append(log.append(0, bytes(32), logrecord.EVENT_PRUNE, "", {"other": "writer"})[0])
+        return signed
+    sealer.sign = sign_then_another_record_lands
+    pipeline = SealPipeline(sealer, out, depth=2, prepare_workers=1)
+    try:
+        result = pipeline.submit(camera.capture_array(), "rig", {}).wait(60)
+    finally:
+        pipeline.stop()
+    assert result["seq"] == landed[0] + 1
+    record = logrecord.decode_record(log.read(result["seq"], 1)[0])
+    assert record["produce_id"] == result["produce_id"] and record["content_sha256"].hex() == result["sha256"]
+    assert [p.name for p in out.glob("*.jpg")] == [Path(result["path"]).name]
+    assert list((out / ".partial").glob("*")) == []

@@ -44,6 +44,10 @@ class AuditLogError(Exception):
     pass
 
 
+class LogAdvanced(AuditLogError):
+    """Another writer appended first: the records were made for seqs now taken."""
+
+
 def _write_durably(path, data):
     with open(path, "wb") as f:
         f.write(data)
@@ -240,10 +244,15 @@ class AuditLog:
         """Append one record durably; return (seq, record bytes)."""
         return self.append_many([(time_ms, content_sha256, event, produce_id, decision)])[0]
 
-    def append_many(self, items):
+    def append_many(self, items, expect_seq=None):
         """Group commit: append several records, each a tuple of append's arguments,
         with one write and one fsync; all are durable when it returns, none is counted
-        before. Returns [(seq, record bytes)]."""
+        before. Returns [(seq, record bytes)]. With `expect_seq`, nothing is written
+        (LogAdvanced) unless the first record takes that seq: a writer that numbered
+        its content before appending checks and appends in one step."""
+        if expect_seq is not None and expect_seq != self.next_seq:
+            raise LogAdvanced("the audit log is at seq %d, not %d: another writer appended first"
+                              % (self.next_seq, expect_seq))
         if self.damage is not None:
             raise AuditLogError(self.damage["message"])
         if not self.writable:

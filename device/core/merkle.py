@@ -287,8 +287,12 @@ class CompactRange:
     what a host keeps between pulls to check new records against a signed head."""
 
     def __init__(self, size=0, hashes=()):
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise MerkleError("a compact range's size is a non-negative integer, not %r" % (size,))
         self.size = size
         self.hashes = list(hashes)
+        if any(not isinstance(h, bytes) or len(h) != HASH_LEN for h in self.hashes):
+            raise MerkleError("a compact range holds 32-byte hashes")
         expected = 0
         while size:
             expected += size & 1
