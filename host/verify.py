@@ -67,7 +67,10 @@ def _dict(value):
 
 class _Report:
     def __init__(self, path):
-        self.data = {"file": str(path), "result": None, "ok": False, "label": None, "explicit_label": None,
+        # A name that is not UTF-8 (undecodable bytes) is kept visible as \udcXX escapes,
+        # so every output (UTF-8 JSON, CSV, HTML) can carry it.
+        name = str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+        self.data = {"file": name, "result": None, "ok": False, "label": None, "explicit_label": None,
                      "label_text": None, "source_type": None, "device_serial": None, "c2pa_state": None,
                      "log_seq": None, "origin": None, "classifier": None, "lab": None, "sealed_at": None,
                      "checks": []}
