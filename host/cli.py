@@ -75,6 +75,14 @@ def _settings(args):
             settings[key] = value
     if getattr(args, "threshold", None) is not None:
         settings["policy"] = {"classifier_threshold": args.threshold}
+    if "label_text" in settings:
+        # Refused here, before any passphrase is asked or port opened; the signing step
+        # (credentials.check_config) and the device check it again.
+        from ..device.explicit_label import ExplicitLabelError, check_label_text
+        try:
+            check_label_text(settings["label_text"])
+        except ExplicitLabelError as err:
+            raise ValueError("--label-text: %s" % err) from None
     return settings
 
 

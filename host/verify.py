@@ -175,7 +175,7 @@ class Verifier:
             sealed_at = sealing_time(manifest, record)[0]
             report.data["sealed_at"] = sealed_at.isoformat() if sealed_at else None
         if report.status("c2pa") != PASS:
-            _check_trace(report, data)
+            _check_trace(report)
 
 
 def verify_file(path, trust_anchors_pem, db_path=None, crl=None):
@@ -283,7 +283,7 @@ def _check_decision(report, manifest, seal):
     if row is None:
         report.add("policy", FAIL, "unknown policy rule %r" % (rule,))
         return None
-    mismatched = [k for k in row if decision.get(k) != row[k]]
+    mismatched = [k for k in row if k not in decision or decision[k] != row[k]]
     created = [a for a in _actions(manifest) if a.get("action") == "c2pa.created"]
     dst = created[0].get("digitalSourceType") if created else None
     report.data["source_type"] = dst.rsplit("/", 1)[-1] if isinstance(dst, str) else None
@@ -296,13 +296,13 @@ def _check_decision(report, manifest, seal):
     elif rederived != rule:
         report.add("policy", FAIL, "rule %r does not follow from the recorded source, scores and threshold "
                    "(the policy gives %r)" % (rule, rederived))
-    elif dst != policy.digital_source_type_uri(decision):
+    elif dst != policy.digital_source_type_uri(row):
         report.add("policy", FAIL, "c2pa.created digitalSourceType %s does not match the decision (%s)"
-                   % (dst, decision["dst"]))
+                   % (dst, row["dst"]))
     else:
+        # The decision holds its table row here: the row's values are the decision's.
         report.add("policy", PASS, "rule %r: Label %s, explicit label %s, %s"
-                   % (rule, decision["label"] or "none", "drawn" if decision["explicit"] else "not drawn",
-                      decision["dst"]))
+                   % (rule, row["label"] or "none", "drawn" if row["explicit"] else "not drawn", row["dst"]))
     explicit = decision.get("explicit")
     report.data["explicit_label"] = explicit if isinstance(explicit, bool) else None
     return decision
