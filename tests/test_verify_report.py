@@ -240,3 +240,32 @@ def test_a_trust_anchor_that_is_not_pem_is_a_usage_error(sealed, tmp_path):
     anchor.write_text("not a certificate")
     result = run("host", "verify", "--trust-anchor", anchor, sealed["results"]["rig"]["path"])
     assert result.returncode == 2 and result.stderr.startswith("error: the trust anchor holds no PEM certificate")
+
+
+def test_the_progress_line_is_drawn_on_a_terminal_only_and_erased(sealed, anchor):
+    import os
+    import pty
+    import subprocess
+    import sys
+    master, slave = pty.openpty()
+    try:
+        result = subprocess.run([sys.executable, "-m", "synthseal.host.cli", "verify", "--trust-anchor", str(anchor),
+                                 "--format", "jsonl", *sealed_paths(sealed)], stdout=subprocess.PIPE, stderr=slave,
+                                timeout=120)
+        os.close(slave)
+        slave = None
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the terminal's other end is closed: everything was read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    assert result.returncode == 3 and len(result.stdout.splitlines()) == 3  # the report itself is untouched
+    assert b"verifying 1/3" in drawn and b"verifying 3/3" in drawn and drawn.endswith(b"\r\x1b[K")
