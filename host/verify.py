@@ -270,8 +270,11 @@ def _check_decision(report, manifest, seal):
         report.add("policy", SKIP, "no readable C2PA manifest to hold a sealed decision")
         return None
     if seal is None:
-        report.add("policy", FAIL, "the manifest has no %s assertion: not sealed by a synthseal device"
-                   % C2PA_ASSERTION_LABEL)
+        if C2PA_ASSERTION_LABEL in manifest["assertions"]:
+            report.add("policy", FAIL, "the %s assertion is not a JSON object" % C2PA_ASSERTION_LABEL)
+        else:
+            report.add("policy", FAIL, "the manifest has no %s assertion: not sealed by a synthseal device"
+                       % C2PA_ASSERTION_LABEL)
         return None
     decision = _dict(seal.get("decision"))
     if decision is None:

@@ -4,8 +4,9 @@ hostile assertions), verified as a whole report. Shared by the hypothesis tests 
 suite (tests/test_fuzz_verify.py) and the atheris target (tests/fuzz/fuzz_verify.py).
 
 The contract: verify returns a report for anything, the report matches the published
-schema, and the verifier's last guard (the `verifier` check, "unexpected error") never
-fires: every problem a file can have is named by the check it breaks."""
+schema, every output format writes it as UTF-8, and the verifier's last guard (the
+`verifier` check, "unexpected error") never fires: every problem a file can have is
+named by the check it breaks."""
 
 import io
 import json
@@ -21,7 +22,7 @@ from synthseal.device.core import aigc, jpeg
 from synthseal.device.seal import C2PA_ASSERTION_LABEL, Sealer
 from synthseal.host.lab import enrolled_device, make_vendor
 from synthseal.host.verify import Verifier
-from synthseal.host.verify_report import SCHEMA_PATH
+from synthseal.host.verify_report import SCHEMA_PATH, WRITERS
 
 _SCHEMA = json.loads(SCHEMA_PATH.read_text())
 REPORT_VALIDATOR = Draft202012Validator({"$ref": "#/$defs/report", "$defs": _SCHEMA["$defs"]})
@@ -69,6 +70,10 @@ def one_input(bench, data):
     REPORT_VALIDATOR.validate(report)
     unexpected = [c["detail"] for c in report["checks"] if c["check"] == "verifier"]
     assert not unexpected, unexpected
+    for write in WRITERS.values():
+        out = io.StringIO()
+        write([report], out)
+        out.getvalue().encode("utf-8")
     return report
 
 
