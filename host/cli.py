@@ -326,22 +326,23 @@ def cmd_verify(args):
     if not files:
         raise ValueError("no JPEG files under %s" % ", ".join(shown(p, 200) for p in args.files))
     output_format = "json" if args.json else args.format
-    out = open(args.out, "w", encoding="utf-8", newline="") if args.out else sys.stdout
     progress = sys.stderr.isatty() and len(files) > 1
     reports = []
-    try:
-        # The database is opened once, here: one clear error up front if it is not an audit database.
-        with Verifier(anchors, args.db, crl) as verifier:
+    # The database is opened once, here: one clear error up front if it is not an audit
+    # database, before any file is read or the report file is created.
+    with Verifier(anchors, args.db, crl) as verifier:
+        out = open(args.out, "w", encoding="utf-8", newline="") if args.out else sys.stdout
+        try:
             for i, path in enumerate(files, 1):
                 if progress:
                     print("\r\x1b[Kverifying %d/%d" % (i, len(files)), end="", file=sys.stderr, flush=True)
                 reports.append(verifier.verify(path))
-        if progress:
-            print("\r\x1b[K", end="", file=sys.stderr, flush=True)
-        verify_report.WRITERS[output_format](reports, out)
-    finally:
-        if out is not sys.stdout:
-            out.close()
+            if progress:
+                print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+            verify_report.WRITERS[output_format](reports, out)
+        finally:
+            if out is not sys.stdout:
+                out.close()
     return verify_report.exit_code(reports)
 
 
