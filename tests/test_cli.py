@@ -253,7 +253,7 @@ def test_demo_runs_end_to_end_and_prints_the_table(tmp_path):
     table = [line.split() for line in result.stdout.splitlines() if line.startswith("DEMO-0001-")]
     # 3 frames (rig render and composite from the rig client, a capture from the agent's
     # camera), then 2 clean renders the camera films, declared as captures.
-    assert len(table) == 5 and all(row[-1] == "OK" for row in table)
+    assert len(table) == 5 and all(row[-1] == "verified" for row in table)  # with the log and the CRL: every check made
     assert [row[1] for row in table][:3] == ["1", "-", "1"]
     # The clean renders score 0.98-1.0 synthetic; at the calibrated default threshold (0.99
     # with the shipped model, models/MODEL_CARD.md) at least one is labelled suspected.
