@@ -50,6 +50,10 @@ VERIFIED, FAILED, INCOMPLETE = "verified", "failed", "incomplete"
 CHECKS = ("file", "c2pa", "policy", "provenance", "aigc", "explicit_label", "reserved_code1", "log", "revocation")
 TRACE_CHECK = "trace"
 
+# A sealed frame is a JPEG of a few MiB at most (a 4056x3040 Pi HQ frame is about 3 MiB);
+# anything far larger is not one, and is not read into memory.
+MAX_FILE_BYTES = 256 << 20
+
 # ElementTree's name for TC260:AIGC, as an element or as an attribute.
 _XMP_NAME = "{%s}%s" % (aigc.XMP_NAMESPACE, aigc.XMP_PROPERTY)
 _APP11 = 0xEB  # JPEG APP11: where C2PA's JUMBF boxes travel
@@ -77,9 +81,6 @@ class _Report:
 
     def add(self, check, status, detail):
         self.data["checks"].append({"check": check, "status": status, "detail": detail})
-
-    def has(self, check):
-        return any(c["check"] == check for c in self.data["checks"])
 
     def status(self, check):
         return next((c["status"] for c in self.data["checks"] if c["check"] == check), None)
@@ -189,6 +190,13 @@ def _check_file(report, path):
     try:
         if path.is_dir():
             report.add("file", FAIL, "is a folder: give -r to verify the files in it")
+            return None
+        if path.exists() and not path.is_file():  # a pipe or a device would never end
+            report.add("file", FAIL, "not a regular file")
+            return None
+        if path.exists() and path.stat().st_size > MAX_FILE_BYTES:
+            report.add("file", FAIL, "%d bytes: larger than any image synthseal seals (%d MiB at most)"
+                       % (path.stat().st_size, MAX_FILE_BYTES >> 20))
             return None
         data = path.read_bytes()
     except OSError as err:

@@ -269,3 +269,12 @@ def test_the_progress_line_is_drawn_on_a_terminal_only_and_erased(sealed, anchor
         os.close(master)
     assert result.returncode == 3 and len(result.stdout.splitlines()) == 3  # the report itself is untouched
     assert b"verifying 1/3" in drawn and b"verifying 3/3" in drawn and drawn.endswith(b"\r\x1b[K")
+
+
+def test_a_pipe_or_a_device_is_a_line_in_the_report_not_a_hang(anchor, tmp_path):
+    import os
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    result = run("host", "verify", "--trust-anchor", anchor, "--json", fifo, "/dev/zero")
+    reports = json.loads(result.stdout)["reports"]
+    assert result.returncode == 1 and [checks(r)["file"]["detail"] for r in reports] == ["not a regular file"] * 2
