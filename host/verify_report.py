@@ -85,6 +85,13 @@ def problems(report):
     return ["%s %s: %s" % (c["status"], c["check"], c["detail"]) for c in found]
 
 
+def notable_problems(report):
+    """problems() as a person reads them: a failed file shows its failures and warnings,
+    since what was skipped after a failure adds nothing to the verdict (JSON, JSONL and
+    CSV keep every line)."""
+    return [p for p in problems(report) if report["result"] != FAILED or not p.startswith(SKIP)]
+
+
 def row(report):
     values = {key: report.get(key) for key in ROW_FIELDS}
     values.update(log=log_status(report), problems="\n".join(problems(report)))
@@ -125,10 +132,7 @@ def write_table(reports, out):
     for line in [header] + rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip(), file=out)
     for r in reports:
-        # A failed file shows its failures: what was skipped after them adds nothing to
-        # the verdict (the JSON, CSV and HTML outputs keep every line).
-        shown_problems = [p for p in problems(r) if r["result"] != FAILED or not p.startswith(SKIP)]
-        for problem in shown_problems:
+        for problem in notable_problems(r):
             status, rest = problem.split(" ", 1)
             print("%s %s: %s" % (status.upper(), shown(r["file"]), shown(rest, 600)), file=out)
     counts = summary(reports)
@@ -188,7 +192,8 @@ def write_html(reports, out):
         # (class, HTML): only the image cell is markup made here; everything else is escaped.
         cells = (("image", image), ("file", e(r["file"])), ("result", e(r["result"])), ("", e(r["label"] or "-")),
                  ("", e(explicit)), ("", e(r["source_type"] or "-")), ("", e(r["device_serial"] or "-")),
-                 ("", e(r["sealed_at"] or "-")), ("", e(log_status(r))), ("problems", e("\n".join(problems(r)))))
+                 ("", e(r["sealed_at"] or "-")), ("", e(log_status(r))),
+                 ("problems", e("\n".join(notable_problems(r)))))
         out.write('<tr class="%s">' % e(r["result"]))
         out.write("".join('<td class="%s">%s</td>' % (cls, content) for cls, content in cells))
         out.write("</tr>\n")

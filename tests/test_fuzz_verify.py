@@ -25,7 +25,8 @@ _FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthC
                                                                           HealthCheck.too_slow])
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=12)
 
@@ -66,7 +67,8 @@ _seal_data = st.one_of(
         "explicit_label": json_values}),
 )
 _created = st.fixed_dictionaries({"action": st.just("c2pa.created")}, optional={
-    "digitalSourceType": st.text(max_size=80) | st.just("http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"),
+    "digitalSourceType": st.text(max_size=80)
+    | st.just("http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"),
     "when": st.text(max_size=40) | st.just("2026-01-01T00:00:00.000+00:00")})
 
 

@@ -131,7 +131,8 @@ def test_folders_are_walked_with_r_for_their_jpeg_files(sealed, anchor, tmp_path
     assert result.returncode == 2 and result.stderr.startswith("error: no JPEG files under")
 
 
-ODD_NAMES = ["new\nline.jpg", "odd?x.jpg", "照片 ü.jpg", "\x1b[31mred\x1b]0;title\x07.jpg", "<img src=x onerror=alert(1)>.jpg"]
+ODD_NAMES = ["new\nline.jpg", "odd?x.jpg", "照片 ü.jpg", "\x1b[31mred\x1b]0;title\x07.jpg",
+             "<img src=x onerror=alert(1)>.jpg"]
 
 
 def test_odd_file_names_stay_on_their_row_in_every_format(sealed, anchor, tmp_path):
