@@ -6,13 +6,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup demo test test-long bench model clean
+.PHONY: help setup demo test test-long bench fuzz model clean
 
 help:
 	@echo "make demo   - set up and run the simulated device end to end"
 	@echo "make test   - set up and run the test suite"
 	@echo "make bench  - set up and write benchmark JSON to build/bench.json"
 	@echo "make test-long - the pulls of 10,000 records at 9600/38400/115200 baud (about 25 minutes)"
+	@echo "make fuzz   - run the atheris targets (framing, verify) for FUZZ_SECONDS each (default 300)"
 	@echo "make model  - rebuild the int8 classifier in models/ (installs TensorFlow in .venv-train)"
 
 setup: $(VENV)/.stamp-python .stamp-apt node_modules/.stamp-npm
@@ -58,6 +59,15 @@ test-long: setup
 bench: setup
 	@mkdir -p build
 	$(PY) -m synthseal.firmware_tools.bench --out build/bench.json
+
+# Longer fuzzing than the suite's bounded hypothesis runs: the same harnesses under
+# atheris (libFuzzer). atheris is installed here only: the suite does not need it.
+FUZZ_SECONDS ?= 300
+fuzz: setup
+	$(PY) -m pip install -q atheris
+	@mkdir -p build/fuzz
+	cd build/fuzz && ../../$(PY) ../../tests/fuzz/fuzz_framing.py -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=1024
+	cd build/fuzz && ../../$(PY) ../../tests/fuzz/fuzz_verify.py -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=2048
 
 clean:
 	rm -rf $(VENV) node_modules build demo-output .stamp-apt

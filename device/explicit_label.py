@@ -63,6 +63,16 @@ def _layout(text, width, height, corner):
     return font, origin, (x0, y0, x0 + plate_w, y0 + plate_h), ink_h
 
 
+def label_ink(text, width, height, corner):
+    """Where draw_explicit_label puts `text` on a width x height frame: (plate box, the
+    plate's ink pixels as a boolean array, ink height in pixels). The verifier renders
+    the same layout to find the label in a sealed file's pixels."""
+    font, origin, box, ink_h = _layout(text, width, height, corner)
+    mask = Image.new("L", (box[2] - box[0], box[3] - box[1]), 0)
+    ImageDraw.Draw(mask).text(origin, text, font=font, fill=255)
+    return box, np.asarray(mask) >= 128, ink_h
+
+
 def draw_explicit_label(image, text=DEFAULT_TEXT, corner="bottom-left"):
     """Draw the label in place into a PIL RGB image or an HxWx3 uint8 array; return
     (plate box, ink height in pixels). Only the plate region is touched, so the cost

@@ -286,6 +286,10 @@ class Sealer:
                     "config_version": self.config.get("version"),
                     "log_seq": seq,
                     "decision": decision,
+                    # What was drawn and where, so `verify` can check the text against
+                    # GB 45438 and find it in the pixels.
+                    "explicit_label": {"text": self.config["label_text"], "position": self.label_corner}
+                    if decision["explicit"] else None,
                 }},
             ],
         }

@@ -5,7 +5,9 @@ in one run on one machine; the scene classifier's latency (int8 at 1 and 2
 threads, float32 of the same network) and size; the agent's sustained seals per second
 through its pipeline (bench_agent.py); and the serial transport's share of the line rate
 against ZMODEM (bench_transport.py); the audit log's durable appends against SQLite,
-host verification and inclusion proofs at 1 M records (bench_log.py). Medians of several runs; JSON out.
+host verification and inclusion proofs at 1 M records (bench_log.py); `verify`'s sealed files per
+second with and without the log, against c2pa-python's reader (bench_verify.py). Medians of
+several runs; JSON out.
 """
 
 import argparse
@@ -27,6 +29,7 @@ from ..device.seal import JPEG_QUALITY, Sealer
 from .bench_agent import bench_agent
 from .bench_log import bench_log
 from .bench_transport import bench_enrolment, bench_transport
+from .bench_verify import bench_verify
 from .model.bench_classifier import bench_classifier, median_ms
 from ..host.lab import enrolled_device, make_vendor
 
@@ -92,7 +95,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--runs", type=int, default=9, help="timed runs per measurement (default: %(default)s)")
-    parser.add_argument("--sections", default="seal,classifier,agent,transport,enrolment,log",
+    parser.add_argument("--sections", default="seal,classifier,agent,transport,enrolment,log,verify",
                         help="comma-separated sections to run (default: %(default)s)")
     parser.add_argument("--agent-frames", type=int, default=16,
                         help="frames per agent throughput measurement (default: %(default)s)")
@@ -106,6 +109,8 @@ def main(argv=None):
                         help="records in the pulled log that `log verify` re-checks (default: %(default)s)")
     parser.add_argument("--proof-leaves", type=int, default=1 << 20,
                         help="tree size for the inclusion proof measurement (default: %(default)s)")
+    parser.add_argument("--verify-files", type=int, default=24,
+                        help="sealed files per verify throughput measurement (default: %(default)s)")
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
     report = {"machine": {"python": platform.python_version(), "machine": platform.machine(),
@@ -125,6 +130,8 @@ def main(argv=None):
                                               log=lambda line: print(line, file=sys.stderr, flush=True))
     if "log" in sections:
         report["log"] = bench_log(args.log_records, args.log_verify_records, args.proof_leaves)
+    if "verify" in sections:
+        report["verify"] = bench_verify(args.verify_files, runs=max(3, args.runs // 3))
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

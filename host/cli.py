@@ -75,6 +75,14 @@ def _settings(args):
             settings[key] = value
     if getattr(args, "threshold", None) is not None:
         settings["policy"] = {"classifier_threshold": args.threshold}
+    if "label_text" in settings:
+        # Refused here, before any passphrase is asked or port opened; the signing step
+        # (credentials.check_config) and the device check it again.
+        from ..device.explicit_label import ExplicitLabelError, check_label_text
+        try:
+            check_label_text(settings["label_text"])
+        except ExplicitLabelError as err:
+            raise ValueError("--label-text: %s" % err) from None
     return settings
 
 
@@ -305,41 +313,37 @@ def logrecord_event(rec):
 
 
 def cmd_verify(args):
-    from .logdb import open_readonly
-    from .verify import verify_file
+    from . import verify_report
+    from .client import shown
+    from .verify import Verifier
     with open(args.trust_anchor) as f:
         anchors = f.read()
-    if args.db:
-        open_readonly(args.db).close()  # one clear error up front, not one per file
     crl = None
     if args.crl:
         with open(args.crl) as f:
             crl = f.read()
-    reports = [verify_file(path, anchors, args.db, crl=crl) for path in args.files]
-    if args.json:
-        print(json.dumps(reports, indent=2))
-    else:
-        print_verify_table(reports)
-    return 0 if all(r["ok"] for r in reports) else 1
-
-
-def print_verify_table(reports, out=sys.stdout):
-    header = ("file", "Label", "explicit", "C2PA", "log", "origin", "lab", "result")
-    rows = []
-    for r in reports:
-        explicit = {True: "yes", False: "no", None: "?"}[r["explicit_label"]]
-        origin = (r.get("origin") or "-").split(" (")[0].replace("intake from ", "intake:").replace("camera ", "camera:")
-        lab = {True: "LAB", False: "no", None: "?"}[r.get("lab")]
-        rows.append((r["file"].rsplit("/", 1)[-1], r["label"] or "-", explicit, r["c2pa_state"] or "none",
-                     "seq %d" % r["log_seq"] if r["log_seq"] else "not found", origin.replace(" ", "_"), lab,
-                     "OK" if r["ok"] else "FAIL"))
-    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
-    for row in [header] + rows:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
-    for r in reports:
-        for check in r["checks"]:
-            if check["status"] in ("fail", "warn"):
-                print("%s %s: %s: %s" % (check["status"].upper(), r["file"], check["check"], check["detail"]), file=out)
+    files = verify_report.expand_paths(args.files, args.recursive)
+    if not files:
+        raise ValueError("no JPEG files under %s" % ", ".join(shown(p, 200) for p in args.files))
+    output_format = "json" if args.json else args.format
+    progress = sys.stderr.isatty() and len(files) > 1
+    reports = []
+    # The database is opened once, here: one clear error up front if it is not an audit
+    # database, before any file is read or the report file is created.
+    with Verifier(anchors, args.db, crl) as verifier:
+        out = open(args.out, "w", encoding="utf-8", newline="") if args.out else sys.stdout
+        try:
+            for i, path in enumerate(files, 1):
+                if progress:
+                    print("\r\x1b[Kverifying %d/%d" % (i, len(files)), end="", file=sys.stderr, flush=True)
+                reports.append(verifier.verify(path))
+            if progress:
+                print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+            verify_report.WRITERS[output_format](reports, out)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+    return verify_report.exit_code(reports)
 
 
 CA_PASSPHRASE_ENV = "SYNTHSEAL_CA_PASSPHRASE"
@@ -614,13 +618,24 @@ def build_parser():
     p.add_argument("--trust-anchor", metavar="PEM", help="the vendor root, for the verification before export")
     p.set_defaults(func=cmd_log_export)
 
-    p = sub.add_parser("verify", help="verify sealed files: C2PA, AIGC labels, device signature, audit log")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p = sub.add_parser("verify", help="verify sealed files: C2PA, AIGC labels, visible label, device signature, "
+                                      "audit log, revocation",
+                       description="Verify sealed files. Each file gets every check with pass, fail, warn or skip "
+                                   "and a reason, and a result: verified, failed, or incomplete (a check could not "
+                                   "be made). Exit status: 0 all verified, 1 any failed, 3 none failed but some "
+                                   "incomplete, 2 usage error. Report format: docs/VERIFY.md.")
+    p.add_argument("files", nargs="+", metavar="PATH", help="files, or folders with -r")
+    p.add_argument("-r", "--recursive", action="store_true", help="verify the .jpg/.jpeg files under each folder")
     p.add_argument("--trust-anchor", required=True, help="PEM file of the vendor root certificate(s)")
-    p.add_argument("--db", help="pulled log database: enables the ReservedCode1 and log-record checks")
+    p.add_argument("--db", help="pulled log database: enables the audit-record check (and the device signature "
+                                "for files whose manifest is not Trusted)")
     p.add_argument("--crl", help="the vendor's revocation list (`synthseal-host ca crl --out`): enables the "
                                  "revocation check against the file's sealing time")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--format", choices=("table", "json", "jsonl", "csv", "html"), default="table",
+                   help="table (default), json (the versioned report), jsonl or csv (one row per file), "
+                        "html (a self-contained audit report with thumbnails)")
+    p.add_argument("--json", action="store_true", help="the same as --format json")
+    p.add_argument("--out", help="write the report to this file (default: standard output)")
     p.set_defaults(func=cmd_verify)
 
     ca = sub.add_parser("ca", help="the vendor certificate authority").add_subparsers(dest="ca_command", required=True)

@@ -13,13 +13,14 @@ import tempfile
 from pathlib import Path
 
 from .client import DeviceClient, SerialTransport
-from .cli import print_verify_table
 from .inventory import Inventory
+from .ca import pem
 from .lab import make_vendor
 from .logdb import pull
 from .provision import Steps, provision
 from .simlink import LinkFaults, VirtualSerialLink
-from .verify import verify_file
+from .verify import Verifier
+from .verify_report import write_table
 from ..device.camera import FakeCamera
 from ..device.client import AgentClient
 from ..device.launch import AgentProcess, write_config
@@ -157,10 +158,15 @@ def run_demo(out, frames=6):
         shutil.rmtree(socket_dir, ignore_errors=True)
 
     _step(8, "Host: verify every output file")
-    reports = [verify_file(path, vendor.root_pem, db) for path in sorted(files.glob("*.jpg"))]
-    print_verify_table(reports)
+    # With the log and the vendor's CRL every check can be made: a file is verified, not incomplete.
+    crl = ca_dir / "vendor-crl.pem"
+    crl.write_text(vendor.ca.crl_pem() + pem(vendor.ca.issuing))
+    with Verifier(vendor.root_pem, db, crl.read_text()) as verifier:
+        reports = [verifier.verify(path) for path in sorted(files.glob("*.jpg"))]
+    write_table(reports, sys.stdout)
     ok = all(r["ok"] for r in reports)
-    print("\nSealed files: %s\nAudit log:    %s\nTrust anchor: %s" % (files, db, root))
-    print("Check one yourself: .venv/bin/synthseal-host verify --trust-anchor %s --db %s %s/*.jpg" % (root, db, files))
+    print("\nSealed files: %s\nAudit log:    %s\nTrust anchor: %s\nCRL:          %s" % (files, db, root, crl))
+    print("Check them yourself: .venv/bin/synthseal-host verify --trust-anchor %s --db %s --crl %s -r %s"
+          % (root, db, crl, files))
     print("\n%s" % ("All files verified." if ok else "Verification FAILED."))
     return 0 if ok else 1

@@ -8,6 +8,7 @@ stored, so an edit made to the database afterwards is found and named.
 """
 
 import json
+import pathlib
 import sqlite3
 import time
 
@@ -100,14 +101,26 @@ def open_db(path):
     return db
 
 
+# The columns verify, prove and export read: a file with the right table names but other
+# columns is someone else's database, told as such rather than failing mid-query.
+_READ_COLUMNS = {"devices": {"serial", "certificate_chain"},
+                 "records": {"device_serial", "seq", "time_ms", "event", "produce_id", "content_sha256",
+                             "decision", "record_hash", "raw"}}
+
+
 def open_readonly(path):
     """Open an existing audit database for reading; a clear error if it is not one."""
+    # A file: URI built from the path, so '?', '#' or '%' in a file name stay part of the
+    # name (percent-encoded) instead of becoming URI syntax; mode=ro never creates it.
+    uri = "%s?mode=ro" % pathlib.Path(path).absolute().as_uri()
     try:
-        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+        db = sqlite3.connect(uri, uri=True)
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        columns = {table: {row[1] for row in db.execute("PRAGMA table_info(%s)" % table)}
+                   for table in _READ_COLUMNS if table in tables}
     except sqlite3.Error as err:
         raise LogDbError("cannot open audit database %s (%s); create it with `synthseal-host pull`" % (path, err))
-    if not {"devices", "records"} <= tables:
+    if any(not wanted <= columns.get(table, set()) for table, wanted in _READ_COLUMNS.items()):
         db.close()
         raise LogDbError("%s is not a synthseal audit database; create one with `synthseal-host pull`" % path)
     return db

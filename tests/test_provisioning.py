@@ -19,7 +19,7 @@ from synthseal.device.core import protocol as p
 from synthseal.device.seal import Sealer
 from synthseal.device.service import DeviceAnswers
 from synthseal.device.state import DeviceState
-from synthseal.host import logdb
+from synthseal.host import ca, logdb
 from synthseal.host.client import DeviceClient, HostError
 from synthseal.host.inventory import Inventory
 from synthseal.host.lab import make_operator, make_vendor
@@ -340,8 +340,9 @@ def test_rotation_gives_new_keys_and_files_sealed_before_still_verify(vendor_ca,
     client.authenticate(vendor_ca.operator, vendor_ca.root_pem)
     assert logdb.pull(client, db)["new_certificate"] is True  # said, not done silently
     assert len(logdb.device_chains(sqlite3.connect(db), state.serial())) == 2
+    crl = vendor_ca.ca.crl_pem() + ca.pem(vendor_ca.ca.issuing)
     for result in (old, new):
-        report = verify_file(result["path"], vendor_ca.root_pem, db)
+        report = verify_file(result["path"], vendor_ca.root_pem, db, crl=crl)
         assert report["ok"], report["checks"]
     assert rotated["content_fingerprint"] == inventory.device(state.serial())["content_fingerprint"]
     inventory.close()

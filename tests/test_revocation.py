@@ -54,22 +54,29 @@ def check(report, name="revocation"):
     return found
 
 
+def skipped(report):
+    return [c["check"] for c in report["checks"] if c["status"] == "skip"]
+
+
 def test_without_a_crl_the_check_is_skipped(revocable):
     report = verify_file(revocable["file"], revocable["root"])
-    assert check(report)["status"] == "skip" and report["ok"]
+    assert check(report)["status"] == "skip" and report["result"] == "incomplete"
+    assert skipped(report) == ["log", "revocation"]
     before, after = revocable["sealed_between"]
     assert before <= datetime.datetime.fromisoformat(report["sealed_at"]) <= after + datetime.timedelta(seconds=1)
 
 
 def test_a_certificate_not_on_the_crl_passes(revocable):
     report = verify_file(revocable["file"], revocable["root"], crl=crl_bundle(revocable, "clean"))
-    assert check(report)["status"] == "pass" and "not revoked" in check(report)["detail"] and report["ok"]
+    assert check(report)["status"] == "pass" and "not revoked" in check(report)["detail"]
+    assert report["result"] == "incomplete" and skipped(report) == ["log"]  # no --db given
 
 
 def test_a_file_sealed_before_the_revocation_stays_good(revocable):
     revoked_at = revocable["sealed_between"][1] + datetime.timedelta(hours=1)
     report = verify_file(revocable["file"], revocable["root"], crl=crl_bundle(revocable, "later", revoked_at))
-    assert report["ok"] and report["c2pa_state"] == "Trusted", report["checks"]
+    assert report["result"] == "incomplete" and skipped(report) == ["log"], report["checks"]
+    assert report["c2pa_state"] == "Trusted"
     assert check(report)["status"] == "pass"
     assert "before its certificate was revoked on %s" % revoked_at.replace(microsecond=0).isoformat() in check(report)["detail"]  # CRL times are whole seconds
     assert "c2pa.created" in check(report)["detail"]  # where the sealing time came from
@@ -78,7 +85,7 @@ def test_a_file_sealed_before_the_revocation_stays_good(revocable):
 def test_a_file_sealed_after_the_revocation_fails(revocable):
     revoked_at = revocable["sealed_between"][0] - datetime.timedelta(hours=1)
     report = verify_file(revocable["file"], revocable["root"], crl=crl_bundle(revocable, "earlier", revoked_at))
-    assert not report["ok"] and check(report)["status"] == "fail"
+    assert report["result"] == "failed" and check(report)["status"] == "fail"
     assert "sealed after its certificate was revoked on %s" % revoked_at.replace(microsecond=0).isoformat() in check(report)["detail"]  # CRL times are whole seconds
 
 
@@ -95,6 +102,7 @@ def test_the_audit_record_time_is_preferred_when_the_log_is_given(revocable, ser
     revoked_at = revocable["sealed_between"][1] + datetime.timedelta(minutes=5)
     report = verify_file(revocable["file"], revocable["root"], db, crl=crl_bundle(revocable, "with-log", revoked_at))
     assert check(report)["status"] == "pass" and "audit record 2" in check(report)["detail"], report["checks"]
+    assert report["result"] == "verified" and report["ok"]  # every check made
 
 
 def test_a_crl_that_cannot_be_authenticated_is_refused(revocable, tmp_path):
@@ -119,4 +127,4 @@ def test_verify_command_takes_the_crl(revocable, tmp_path):
                              tmp_path / "root.pem", "--crl", tmp_path / "crl.pem", "--json", revocable["file"]],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
-    assert "sealed after its certificate was revoked" in check(json.loads(result.stdout)[0])["detail"]
+    assert "sealed after its certificate was revoked" in check(json.loads(result.stdout)["reports"][0])["detail"]

@@ -75,7 +75,7 @@ def parse_label(text):
     """
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RuntimeError):  # RuntimeError: nested too deep (RecursionError in CPython)
         raise LabelError("AIGC label is not valid JSON")
     if isinstance(obj, dict) and len(obj) == 1 and "AIGC" in obj:
         obj = obj["AIGC"]
