@@ -5,7 +5,9 @@ in one run on one machine; the scene classifier's latency (int8 at 1 and 2
 threads, float32 of the same network) and size; the agent's sustained seals per second
 through its pipeline (bench_agent.py); and the serial transport's share of the line rate
 against ZMODEM (bench_transport.py); the audit log's durable appends against SQLite,
-host verification and inclusion proofs at 1 M records (bench_log.py). Medians of several runs; JSON out.
+host verification and inclusion proofs at 1 M records (bench_log.py); what tracing (watermark,
+pixel fingerprint) adds to the seal path, its PSNR and what it survives (bench_trace.py).
+Medians of several runs; JSON out.
 """
 
 import argparse
@@ -26,6 +28,7 @@ from ..device.classifier import Classifier
 from ..device.seal import JPEG_QUALITY, Sealer
 from .bench_agent import bench_agent
 from .bench_log import bench_log
+from .bench_trace import bench_trace
 from .bench_transport import bench_enrolment, bench_transport
 from .model.bench_classifier import bench_classifier, median_ms
 from ..host.lab import enrolled_device, make_vendor
@@ -92,7 +95,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--runs", type=int, default=9, help="timed runs per measurement (default: %(default)s)")
-    parser.add_argument("--sections", default="seal,classifier,agent,transport,enrolment,log",
+    parser.add_argument("--sections", default="seal,trace,classifier,agent,transport,enrolment,log",
                         help="comma-separated sections to run (default: %(default)s)")
     parser.add_argument("--agent-frames", type=int, default=16,
                         help="frames per agent throughput measurement (default: %(default)s)")
@@ -112,6 +115,8 @@ def main(argv=None):
                           "c2pa_sdk": c2pa.sdk_version()}}
     if "seal" in sections:
         report["seal"] = bench_seal(args.runs)
+    if "trace" in sections:
+        report["trace"] = bench_trace(args.runs)
     if "classifier" in sections:
         report["classifier"] = bench_classifier()
     if "agent" in sections:
