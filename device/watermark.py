@@ -168,14 +168,21 @@ def detect_luma(plane):
 
 def detect(image, sizes=()):
     """Look for the watermark in a PIL image: as it is (a crop at the original scale),
-    and resized to each of `sizes` (the frame sizes the image may have been scaled
-    from) and to twice its size (a half-size copy that was also cropped). Returns the
-    first decoded result, or the best-scoring failure, with the size tried."""
-    luma_image = image.convert("L")
-    tries = [luma_image.size] + [tuple(s) for s in sizes] + [(2 * luma_image.width, 2 * luma_image.height)]
+    resized to each of `sizes` with its aspect ratio (the frame sizes it may have been
+    scaled down from), and at twice its size (a half-size copy that was also cropped).
+    No try is made larger than the largest of `sizes` (no sealed frame was larger).
+    Returns the first decoded result, or the best-scoring failure, with the size tried."""
+    luma = image.convert("L")
+    width, height = luma.size
+    tries = [(width, height)]
+    tries += [tuple(s) for s in sizes if abs(s[0] * height - s[1] * width) <= 0.01 * s[0] * height]
+    tries.append((2 * width, 2 * height))
+    largest = max([width * height] + [s[0] * s[1] for s in sizes])
     best = None
     for size in dict.fromkeys(tries):
-        plane = luma_image if size == luma_image.size else luma_image.resize(size, Image.BICUBIC)
+        if size[0] * size[1] > largest:
+            continue
+        plane = luma if size == luma.size else luma.resize(size, Image.BICUBIC)
         result = detect_luma(plane)
         result["size"] = list(size)
         if result["identifier"]:

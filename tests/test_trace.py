@@ -45,13 +45,14 @@ def textured(seed, width=WIDTH, height=HEIGHT):
 
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory, vendor_ca):
-    """Three sealed files (two rig renders, one textured render) pulled into a database."""
+    """Four sealed files (two rig renders, one busy render, one capture) pulled into a database."""
     base = tmp_path_factory.mktemp("trace")
     state = make_device(base / "device", vendor_ca)
     sealer = Sealer(state, lab=True)
     camera = FakeCamera(WIDTH, HEIGHT, seed=11)
     results = [sealer.seal(camera.capture_array(), "rig", base / "out") for _ in range(2)]
     results.append(sealer.seal(textured(5), "rig", base / "out"))
+    results.append(sealer.seal(camera.capture_array(), "capture", base / "out", origin=camera.origin))
     client = DeviceClient(LoopbackTransport(DeviceAnswers(state).answer), give_up_after=5)
     client.authenticate(vendor_ca.operator, vendor_ca.root_pem)
     db = base / "audit.sqlite"
@@ -113,6 +114,16 @@ def test_exiftool_stripped_file_is_traced_by_its_decoded_pixels(traced, tmp_path
     assert (found["serial"], found["seq"], found["produce_id"], found["label"]) == (SERIAL, result["seq"], result["produce_id"], "1")
     assert found["labels"] == {"aigc": False, "c2pa": False} and found["log_problems"] == []
     assert found["summary"] == "sealed by device %s as Label 1 (AI-generated) on %s; labels removed" % (SERIAL, found["sealed_at"])
+
+
+def test_a_stripped_real_capture_is_named_as_one(traced, tmp_path):
+    result = traced["results"][3]
+    assert result["decision"]["label"] is None
+    path = _jpeg(_decoded(result["path"]), tmp_path / "capture.jpg", 75)
+    found = trace_file(path, traced["db"])
+    assert found["traced"] and found["method"] == "watermark" and found["seq"] == result["seq"]
+    assert found["summary"].startswith("sealed by device %s as a real capture (no AIGC label) on " % SERIAL)
+    assert found["summary"].endswith("C2PA manifest removed")
 
 
 def test_the_untouched_file_is_traced_with_its_labels_present(traced):
