@@ -184,9 +184,10 @@ class Sealer:
             t = time.perf_counter()
             emitted = Image.open(io.BytesIO(encoded.getvalue()))
             pdq_hash, _ = fingerprint.pdq(emitted)
-            # wh: the frame size, which the host's watermark detector scales a resized copy back to.
+            # wh: the frame size, which the host's watermark detector scales a resized copy
+            # back to; text, because c2pa stores a JSON array of small numbers as bytes.
             decision["trace"] = {"px": fingerprint.pixel_sha256(emitted), "pdq": pdq_hash, "wm": watermark_id,
-                                 "wh": list(emitted.size)}
+                                 "wh": "%dx%d" % emitted.size}
             timings["fingerprint_ms"] = _ms_since(t)
         except Exception as err:  # fail closed, whatever broke
             raise SealError("frame not emitted: %s: %s" % (type(err).__name__, err)) from err

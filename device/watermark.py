@@ -53,7 +53,8 @@ MIN_SYNC_SCORE = 7.0
 def _layout():
     """The fixed, public chip layout: sign per chip, which chips are sync, which chips
     carry which coded bit."""
-    rng = np.random.RandomState(0x5EA1)  # part of ALGORITHM: never change
+    # Part of ALGORITHM: never change. RandomState's streams are frozen across numpy versions.
+    rng = np.random.RandomState(0x5EA1)
     signs = rng.choice(np.array([-1, 1], np.int8), size=(TILE_CHIPS, TILE_CHIPS))
     order = rng.permutation(TILE_CHIPS * TILE_CHIPS)
     sync = order[:SYNC_CHIPS]
@@ -100,9 +101,9 @@ def tile_pattern(identifier):
 def embed(frame, identifier):
     """Return a copy of the frame (HxWx3 uint8, RGB or BGR: every channel gets the same
     change) with the watermark added. Values are first limited to AMPLITUDE..255-AMPLITUDE
-    so that adding +-AMPLITUDE in uint8 cannot wrap around; the copy that limiting makes
-    is the one the seal path made anyway, and the pattern is added one band of tiles at
-    a time, so no full-frame pattern is ever built."""
+    so that adding +-AMPLITUDE in uint8 cannot wrap around (that limiting makes the copy;
+    the caller's frame stays as captured), and the pattern is added one band of tiles at
+    a time, so no full-frame pattern is ever built: two passes over the frame."""
     height, width = frame.shape[:2]
     tile = np.kron(tile_pattern(identifier), np.ones((CHIP, CHIP), np.int8)) * AMPLITUDE
     band = np.tile(tile.view(np.uint8)[:, :, None], (1, -(-width // TILE), 3))[:, :width]

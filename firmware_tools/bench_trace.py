@@ -140,7 +140,7 @@ def bench_trace(runs=9, survival_frames=3):
                       "amplitude": watermark.AMPLITUDE, "identifier_bits": watermark.ID_BITS},
         "survival": survival,
         "note": "seal path: every stage Sealer.seal times for a rig frame (no classifier), JPEG encoding included. "
-                "The watermark's embedding includes the copy of the frame the seal path made before it existed. "
+                "watermark_embed_alone: watermark.embed() by itself, outside the seal path. "
                 "survival: watermark decoded on N of the sealed frames; pdq_distance of 256 bits (match <= %d)."
                 % fingerprint.PDQ_MATCH_DISTANCE,
     }

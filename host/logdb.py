@@ -464,11 +464,13 @@ def trace_fields(rec):
     trace = rec["decision"].get("trace") if isinstance(rec["decision"], dict) else None
     if rec["event"] != logrecord.EVENT_SEAL or not isinstance(trace, dict):
         return None
-    size = trace.get("wh")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
+    fields = (trace.get("px"), trace.get("pdq"), trace.get("wm"), trace.get("wh"))
+    if not all(isinstance(f, str) for f in fields):
         return None
-    fields = (trace.get("px"), trace.get("pdq"), trace.get("wm"))
-    return fields + tuple(size) if all(isinstance(f, str) for f in fields) else None
+    size = fields[3].split("x")
+    if len(size) != 2 or not all(v.isdigit() for v in size):
+        return None
+    return fields[:3] + (int(size[0]), int(size[1]))
 
 
 def _index_trace(db, serial, rec):
@@ -720,14 +722,14 @@ def trace_candidates(db, pixel_sha256=None, watermark=None):
             continue
         found.append({"device_serial": serial, "seq": rec["seq"], "produce_id": rec["produce_id"],
                       "decision": rec["decision"], "time_ms": rec["time_ms"],
-                      "trace": {"px": fields[0], "pdq": fields[1], "wm": fields[2], "wh": list(fields[3:])}})
+                      "trace": {"px": fields[0], "pdq": fields[1], "wm": fields[2], "wh": "%dx%d" % fields[3:]}})
     return found
 
 
 def traced_frame_sizes(db):
     """The distinct frame sizes of the indexed seal records, most common first."""
     if not _has_table(db, "trace_index"):
-        return sorted({tuple(c["trace"]["wh"]) for c in trace_candidates(db)})
+        return sorted({tuple(int(v) for v in c["trace"]["wh"].split("x")) for c in trace_candidates(db)})
     return [tuple(row) for row in db.execute("SELECT width, height FROM trace_index GROUP BY width, height "
                                              "ORDER BY COUNT(*) DESC")]
 

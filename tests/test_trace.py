@@ -20,7 +20,7 @@ from synthseal.device import fingerprint, watermark
 from synthseal.device.camera import FakeCamera
 from synthseal.device.core import logrecord
 from synthseal.device.explicit_label import draw_explicit_label
-from synthseal.device.seal import C2PA_SOFT_BINDING_LABEL, Sealer
+from synthseal.device.seal import C2PA_ASSERTION_LABEL, C2PA_SOFT_BINDING_LABEL, Sealer
 from synthseal.device.service import DeviceAnswers
 from synthseal.host import logdb
 from synthseal.host.client import DeviceClient
@@ -80,7 +80,7 @@ def test_each_seal_record_carries_the_pixels_digest_pdq_and_watermark(traced):
         assert trace["px"] == hashlib.sha256(decoded.tobytes()).hexdigest()
         assert trace["pdq"] == fingerprint.pdq(decoded)[0]
         assert watermark.detect(decoded)["identifier"] == trace["wm"]
-        assert trace["wh"] == [WIDTH, HEIGHT]
+        assert trace["wh"] == "%dx%d" % (WIDTH, HEIGHT)
         assert len(raw) < logrecord.MAX_RECORD_LEN // 2
     assert len({r["decision"]["trace"]["wm"] for r in traced["results"]}) == len(traced["results"])
 
@@ -94,6 +94,8 @@ def test_the_manifest_declares_the_watermark_as_a_soft_binding_and_stays_trusted
         assert reader.get_validation_state() == "Trusted"
         store = json.loads(reader.json())
     manifest = store["manifests"][store["active_manifest"]]
+    sealed, = [a["data"] for a in manifest["assertions"] if a["label"] == C2PA_ASSERTION_LABEL]
+    assert sealed["decision"]["trace"] == result["decision"]["trace"]  # as in the record: verify compares them
     binding, = [a["data"] for a in manifest["assertions"] if a["label"] == C2PA_SOFT_BINDING_LABEL]
     assert binding["alg"] == watermark.ALGORITHM
     assert base64.b64decode(binding["blocks"][0]["value"]).hex() == result["decision"]["trace"]["wm"]
