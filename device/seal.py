@@ -29,9 +29,8 @@ from pathlib import Path
 import c2pa
 from PIL import Image
 
-from . import __version__
+from . import __version__, fingerprint, watermark
 from .classifier import ClassifierError
-from . import fingerprint, watermark
 from .core import aigc, jpeg, logrecord, policy
 from .explicit_label import draw_explicit_label
 
@@ -60,7 +59,8 @@ class Sealer:
 
     A seal runs in three steps, so that the agent can overlap them across frames
     (device/pipeline.py) while seal() runs them back to back:
-      prepare(): classify, decide, draw the visible label, encode the JPEG;
+      prepare(): classify, decide, watermark, draw the visible label, encode the JPEG,
+                 fingerprint its decoded pixels;
       sign():    ProduceID, implicit label, C2PA, then the bytes to a temporary file in
                  the staging folder, fsynced with its folder;
       commit():  the audit record (the commit point), then the rename into the output
