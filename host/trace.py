@@ -82,6 +82,10 @@ def trace_file(path, db_path, trust_anchors_pem=None):
     result["summary"] = "sealed by device %s as %s on %s; %s" % (
         result["serial"], _LABEL_NAMES.get(result["label"], "Label %s" % result["label"]), result["sealed_at"],
         _labels_state(result["labels"], result["label"]))
+    if method == "watermark" and result["distance"] > fingerprint.PDQ_MATCH_DISTANCE:
+        # A crop moves PDQ this far; so would a watermark copied onto another picture.
+        result["summary"] += "; by its watermark only: the picture differs from the sealed one (PDQ distance %d of %d)" \
+            % (result["distance"], fingerprint.PDQ_BITS)
     if result["log_problems"]:
         result["summary"] = "not traced: the log holding the matching record does not verify (%s)" % result["summary"]
     return result
