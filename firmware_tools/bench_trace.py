@@ -134,6 +134,7 @@ def bench_trace(runs=9, survival_frames=3):
         "seal_path_ms_median_without_watermark": round(seal_without, 3),
         "seal_path_ms_median_without_tracing": round(statistics.median(without_tracing), 3),
         "watermark_vs_seal_path_without_it": round(watermark_ms / seal_without, 3),
+        "watermark_vs_seal_path_without_tracing": round(watermark_ms / statistics.median(without_tracing), 3),
         "fingerprint_vs_seal_path_without_tracing": round(fingerprint_ms / statistics.median(without_tracing), 3),
         "psnr_db": psnr,
         "watermark": {"algorithm": watermark.ALGORITHM, "chip_px": watermark.CHIP, "tile_px": watermark.TILE,
