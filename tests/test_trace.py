@@ -5,7 +5,6 @@ a resize to half and a 10 % crop, and says "not traced" past the documented limi
 
 import base64
 import hashlib
-import io
 import json
 import shutil
 import sqlite3
@@ -14,7 +13,7 @@ import subprocess
 import c2pa
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from synthseal.device import fingerprint, watermark
 from synthseal.device.camera import FakeCamera
@@ -166,7 +165,6 @@ def test_a_copy_past_the_documented_limits_is_reported_as_not_traced(traced, tmp
 
 
 def test_a_blurred_busy_scene_is_traced_by_pdq(traced, tmp_path):
-    from PIL import ImageFilter
     result = traced["results"][2]
     # A blur wipes the watermark's chips out; the picture, and so its PDQ hash, stays.
     blurred = _decoded(result["path"]).resize((WIDTH // 4, HEIGHT // 4), Image.LANCZOS).filter(ImageFilter.GaussianBlur(3))
