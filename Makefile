@@ -31,10 +31,14 @@ setup: $(VENV)/.stamp-python .stamp-apt node_modules/.stamp-npm
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
 	@touch $@
 
-# Debian's own python3 ships venv/ensurepip separately (python3-venv).
+# Debian's own python3 ships venv/ensurepip separately (python3-venv). pdqhash has no
+# wheels: pip compiles it, which needs g++ and the Python headers (python3-dev).
 $(VENV)/.stamp-python: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
+	@command -v g++ >/dev/null && $(PYTHON) -c 'import os, sysconfig; \
+	  assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null || { \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ python3-dev; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[device,dev]'

@@ -3,7 +3,8 @@ through three overlapping stages, so the sustained rate approaches the slowest s
 rather than the sum of all of them:
 
     producers (camera thread, one thread per socket client)
-        -> [bounded queue] -> prepare (N workers): classify, decide, visible label, JPEG
+        -> [bounded queue] -> prepare (N workers): classify, decide, watermark, visible label,
+                                  JPEG, pixel fingerprint
         -> [reorder, bounded] -> seal (1 thread): ProduceID, implicit label, C2PA,
                                   temporary file, audit record, rename into place
 
@@ -11,7 +12,8 @@ The seal stage takes every frame that is ready in order (up to GROUP_LIMIT) and 
 their records with one write and one fsync (group commit): under a burst the log's
 fsync is paid once per group, not once per frame.
 
-Prepare is the slowest stage (the JPEG encode of a 12-megapixel frame), so it runs on
+Prepare is the slowest stage (the JPEG encode of a 12-megapixel frame, and the decode
+that fingerprints its pixels for tracing), so it runs on
 several workers; each frame carries a ticket taken when it was queued, and the seal
 stage takes frames strictly in ticket order, so the log's order is the order frames
 arrived. The seal stage is the only code that appends to the log: a failed frame never

@@ -3,7 +3,10 @@ audit record, then emission. Fail closed: if any step fails, no file is emitted 
 SealError says why.
 
 Order matters:
-1. the visible label is drawn into the pixels before encoding;
+1. the watermark (device/watermark.py) goes into the pixels first, then the visible
+   label is drawn over it before encoding, so the label looks as it would without it;
+   the encoded pixels' digest and perceptual hash (device/fingerprint.py) and the
+   watermark's identifier go into the decision, so into the record and the manifest;
 2. ReservedCode1 signs the producer fields and the image-data digest (pixels only),
    then the XMP label is inserted;
 3. C2PA signs last, so its hard binding covers the pixels and the XMP label;
@@ -13,6 +16,7 @@ The agent only seals frames it captured itself (see DESIGN.md §1): there is no 
 point that takes a file from outside.
 """
 
+import base64
 import datetime
 import hashlib
 import io
@@ -25,7 +29,7 @@ from pathlib import Path
 import c2pa
 from PIL import Image
 
-from . import __version__
+from . import __version__, fingerprint, watermark
 from .classifier import ClassifierError
 from .core import aigc, jpeg, logrecord, policy
 from .core.auditlog import LogAdvanced
@@ -33,6 +37,9 @@ from .explicit_label import draw_explicit_label
 
 JPEG_QUALITY = 92
 C2PA_ASSERTION_LABEL = "org.synthseal.gb45438"  # repeats the GB 45438 fields and the decision
+# C2PA 2.x soft binding assertion: declares the watermark, so a reader of the manifest
+# knows the pixels carry it and under which algorithm to look it up.
+C2PA_SOFT_BINDING_LABEL = "c2pa.soft-binding"
 
 
 class SealError(Exception):
@@ -58,7 +65,8 @@ class Sealer:
 
     A seal runs in three steps, so that the agent can overlap them across frames
     (device/pipeline.py) while seal() runs them back to back:
-      prepare(): classify, decide, draw the visible label, encode the JPEG;
+      prepare(): classify, decide, watermark, draw the visible label, encode the JPEG,
+                 fingerprint its decoded pixels;
       sign():    ProduceID, implicit label, C2PA, then the bytes to a temporary file in
                  the staging folder, fsynced with its folder;
       commit():  the audit record (the commit point), then the rename into the output
@@ -152,12 +160,20 @@ class Sealer:
             decision["origin"] = origin
             decision["classifier"] = self.classifier_provenance()
             decision["lab"] = self.lab
+
+            # The watermark adds the same change to every channel, so it goes in before
+            # any channel reordering; embed() returns a copy, the caller's frame stays
+            # as captured.
+            t = time.perf_counter()
+            watermark_id = watermark.new_identifier()
+            marked = watermark.embed(frame, watermark_id)
+            timings["watermark_ms"] = _ms_since(t)
             if channel_order == "BGR":
-                frame = frame[:, :, ::-1]
+                marked = marked[:, :, ::-1]
 
             t = time.perf_counter()
-            image = Image.fromarray(frame)  # a copy: the caller's frame stays as captured
-            timings["jpeg_encode_ms"] = _ms_since(t)  # the copy is part of encoding, as before
+            image = Image.fromarray(marked)
+            timings["jpeg_encode_ms"] = _ms_since(t)  # the conversion is part of encoding, as before
 
             t = time.perf_counter()
             if decision["explicit"]:
@@ -168,6 +184,17 @@ class Sealer:
             encoded = io.BytesIO()
             image.save(encoded, "JPEG", quality=JPEG_QUALITY)
             timings["jpeg_encode_ms"] += _ms_since(t)
+
+            # The pixels as any reader will decode them: the implicit label and C2PA
+            # added later change the file's bytes, never its compressed image data.
+            t = time.perf_counter()
+            emitted = Image.open(io.BytesIO(encoded.getvalue()))
+            pdq_hash, _ = fingerprint.pdq(emitted)
+            # wh: the frame size, which the host's watermark detector scales a resized copy
+            # back to; text, because c2pa stores a JSON array of small numbers as bytes.
+            decision["trace"] = {"px": fingerprint.pixel_sha256(emitted), "pdq": pdq_hash, "wm": watermark_id,
+                                 "wh": "%dx%d" % emitted.size}
+            timings["fingerprint_ms"] = _ms_since(t)
         except Exception as err:  # fail closed, whatever broke
             raise SealError("frame not emitted: %s: %s" % (type(err).__name__, err)) from err
         return {"jpeg": encoded.getvalue(), "decision": decision, "timings": timings}
@@ -290,6 +317,12 @@ class Sealer:
                     # GB 45438 and find it in the pixels.
                     "explicit_label": {"text": self.config["label_text"], "position": self.label_corner}
                     if decision["explicit"] else None,
+                }},
+                {"label": C2PA_SOFT_BINDING_LABEL, "data": {
+                    "alg": watermark.ALGORITHM,
+                    # One block for the whole image (an empty scope); the value is the
+                    # watermark's 48-bit identifier, base64 as the assertion requires.
+                    "blocks": [{"scope": {}, "value": base64.b64encode(bytes.fromhex(decision["trace"]["wm"])).decode()}],
                 }},
             ],
         }

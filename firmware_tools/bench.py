@@ -6,8 +6,9 @@ threads, float32 of the same network) and size; the agent's sustained seals per 
 through its pipeline (bench_agent.py); and the serial transport's share of the line rate
 against ZMODEM (bench_transport.py); the audit log's durable appends against SQLite,
 host verification and inclusion proofs at 1 M records (bench_log.py); `verify`'s sealed files per
-second with and without the log, against c2pa-python's reader (bench_verify.py). Medians of
-several runs; JSON out.
+second with and without the log, against c2pa-python's reader (bench_verify.py); what tracing
+(watermark, pixel fingerprint) adds to the seal path, its PSNR and what it survives
+(bench_trace.py). Medians of several runs; JSON out.
 """
 
 import argparse
@@ -28,6 +29,7 @@ from ..device.classifier import Classifier
 from ..device.seal import JPEG_QUALITY, Sealer
 from .bench_agent import bench_agent
 from .bench_log import bench_log
+from .bench_trace import bench_trace
 from .bench_transport import bench_enrolment, bench_transport
 from .bench_verify import bench_verify
 from .model.bench_classifier import bench_classifier, median_ms
@@ -95,7 +97,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--runs", type=int, default=9, help="timed runs per measurement (default: %(default)s)")
-    parser.add_argument("--sections", default="seal,classifier,agent,transport,enrolment,log,verify",
+    parser.add_argument("--sections", default="seal,trace,classifier,agent,transport,enrolment,log,verify",
                         help="comma-separated sections to run (default: %(default)s)")
     parser.add_argument("--agent-frames", type=int, default=16,
                         help="frames per agent throughput measurement (default: %(default)s)")
@@ -117,6 +119,8 @@ def main(argv=None):
                           "c2pa_sdk": c2pa.sdk_version()}}
     if "seal" in sections:
         report["seal"] = bench_seal(args.runs)
+    if "trace" in sections:
+        report["trace"] = bench_trace(args.runs)
     if "classifier" in sections:
         report["classifier"] = bench_classifier()
     if "agent" in sections:

@@ -20,7 +20,7 @@ from ..host.lab import enrolled_device, make_vendor
 
 WIDTH, HEIGHT = 4056, 3040
 # The pipeline's two worker stages (device/pipeline.py) and the timings each one spends.
-PREPARE_STAGE = ("classify_ms", "explicit_label_ms", "jpeg_encode_ms")
+PREPARE_STAGE = ("classify_ms", "watermark_ms", "explicit_label_ms", "jpeg_encode_ms", "fingerprint_ms")
 SEAL_STAGE = ("implicit_label_ms", "c2pa_sign_ms", "hash_write_ms", "log_emit_ms")
 RIG_CLIENTS = 3  # each waits for its result before sending the next frame, as the Python client does
 
@@ -45,7 +45,7 @@ def _stage_costs(tmp, vendor, runs):
     seal = statistics.median(sum(t[k] for k in SEAL_STAGE) for t in timings)
     return {"prepare_stage_ms_median": round(prepare, 3), "seal_stage_ms_median": round(seal, 3),
             "single_frame_total_ms": round(prepare + seal, 3), "slowest_stage_ms": round(max(prepare, seal), 3),
-            "slowest_stage": "prepare (classify, visible label, JPEG)" if prepare >= seal else
+            "slowest_stage": "prepare (classify, watermark, visible label, JPEG, fingerprint)" if prepare >= seal else
                              "seal (implicit label, C2PA, write, log)"}
 
 

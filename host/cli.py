@@ -346,6 +346,30 @@ def cmd_verify(args):
     return verify_report.exit_code(reports)
 
 
+def cmd_trace(args):
+    """`trace`: find the seal record of files whose labels were stripped or whose pixels
+    were re-encoded, resized or cropped (host/trace.py)."""
+    from .logdb import open_readonly
+    from .trace import trace_file
+    anchors = _read(args.trust_anchor, "trust anchor") if args.trust_anchor else None
+    open_readonly(args.db).close()  # one clear error up front, not one per file
+    results = [trace_file(path, args.db, anchors) for path in args.files]
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print("%s: %s" % (r["file"], r["summary"]))
+            if r["traced"]:
+                print("  record %s/%d (%s), found by %s: %s" % (r["serial"], r["seq"], r["produce_id"], r["method"], r["detail"]))
+            else:
+                print("  %s" % r["detail"])
+            for problem in r["log_problems"] or ():
+                print("  FAIL log: %s" % problem)
+        if anchors is None:
+            print("note: the log was taken as stored; give --trust-anchor to re-check it against the vendor root")
+    return 0 if all(r["traced"] for r in results) else 1
+
+
 CA_PASSPHRASE_ENV = "SYNTHSEAL_CA_PASSPHRASE"
 OPERATOR_PASSPHRASE_ENV = "SYNTHSEAL_OPERATOR_PASSPHRASE"
 
@@ -637,6 +661,15 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="the same as --format json")
     p.add_argument("--out", help="write the report to this file (default: standard output)")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("trace", help="find the seal record of files whose labels were removed, or that were "
+                                     "re-encoded, resized or cropped: by decoded pixels, watermark, perceptual hash")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--db", required=True, help="SQLite file written by `pull`")
+    p.add_argument("--trust-anchor", metavar="PEM", help="the vendor root: the log holding the record must verify "
+                                                         "against it (else the log is taken as stored)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_trace)
 
     ca = sub.add_parser("ca", help="the vendor certificate authority").add_subparsers(dest="ca_command", required=True)
     p = ca.add_parser("init", help="create a vendor root and issuing CA")

@@ -73,6 +73,23 @@ CREATE TABLE IF NOT EXISTS pruned_prefixes (
 -- Every content-signing chain a device has shown, so files sealed before a key
 -- rotation still verify; a new chain is added only after the device proved its
 -- identity from the vendor root, never in place of an old one.
+-- What each seal record says about its file's pixels (device/fingerprint.py, the
+-- watermark of device/watermark.py), so a file whose labels were stripped or whose bytes
+-- were re-encoded is found again (host/trace.py). Filled at pull from the record's
+-- decision; like records_by_content it only finds candidates, which are then read
+-- from the record's own bytes.
+CREATE TABLE IF NOT EXISTS trace_index (
+    device_serial TEXT NOT NULL,
+    seq           INTEGER NOT NULL,
+    pixel_sha256  TEXT NOT NULL,
+    pdq           TEXT NOT NULL,
+    watermark     TEXT NOT NULL,
+    width         INTEGER NOT NULL,  -- the frame's size: where a resized copy is scaled back to
+    height        INTEGER NOT NULL,
+    PRIMARY KEY (device_serial, seq)
+);
+CREATE INDEX IF NOT EXISTS trace_by_pixels ON trace_index (pixel_sha256);
+CREATE INDEX IF NOT EXISTS trace_by_watermark ON trace_index (watermark);
 CREATE TABLE IF NOT EXISTS device_chains (
     serial        TEXT NOT NULL REFERENCES devices(serial),
     chain         TEXT NOT NULL,
@@ -92,7 +109,10 @@ class LogDbError(Exception):
 
 def open_db(path):
     db = sqlite3.connect(str(path))
+    had_trace_index = _has_table(db, "trace_index")
     db.executescript(SCHEMA)
+    if not had_trace_index:
+        _backfill_trace_index(db)  # a database made before the index: one pass, one transaction
     # Databases made before the head anchor existed get its columns (NULL until the next pull).
     columns = {row[1] for row in db.execute("PRAGMA table_info(devices)")}
     for column, kind in (("head_seq", "INTEGER"), ("head_hash", "TEXT")):
@@ -515,6 +535,43 @@ def _insert(db, serial, raw):
                "record_hash, raw) VALUES(?,?,?,?,?,?,?,?,?)",
                (serial, rec["seq"], rec["time_ms"], rec["event"], rec["produce_id"], rec["content_sha256"].hex(),
                 json.dumps(rec["decision"], sort_keys=True), logrecord.record_hash(raw).hex(), raw))
+    _index_trace(db, serial, rec)
+
+
+def trace_fields(rec):
+    """A seal record's (pixel_sha256, pdq, watermark, width, height), or None for records
+    that have none (other events, or seals made before the device recorded them)."""
+    trace = rec["decision"].get("trace") if isinstance(rec["decision"], dict) else None
+    if rec["event"] != logrecord.EVENT_SEAL or not isinstance(trace, dict):
+        return None
+    fields = (trace.get("px"), trace.get("pdq"), trace.get("wm"), trace.get("wh"))
+    if not all(isinstance(f, str) for f in fields):
+        return None
+    size = fields[3].split("x")
+    if len(size) != 2 or not all(v.isdigit() for v in size):
+        return None
+    return fields[:3] + (int(size[0]), int(size[1]))
+
+
+def _index_trace(db, serial, rec):
+    fields = trace_fields(rec)
+    if fields:
+        db.execute("INSERT OR REPLACE INTO trace_index(device_serial, seq, pixel_sha256, pdq, watermark, width, height) "
+                   "VALUES(?,?,?,?,?,?,?)", (serial, rec["seq"]) + fields)
+
+
+def _backfill_trace_index(db):
+    with db:
+        for serial, raw in db.execute("SELECT device_serial, raw FROM records WHERE event=?",
+                                      (logrecord.EVENT_SEAL,)).fetchall():
+            try:
+                _index_trace(db, serial, logrecord.decode_record(bytes(raw)))
+            except logrecord.RecordError:
+                continue  # `log verify` names it; the index only skips it
+
+
+def _has_table(db, name):
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
 
 def _count(db, serial):
@@ -741,6 +798,46 @@ def find_record(db, content_sha256_hex):
             return {"device_serial": serial, "seq": rec["seq"], "produce_id": rec["produce_id"],
                     "decision": rec["decision"], "time_ms": rec["time_ms"]}
     return None
+
+
+def trace_candidates(db, pixel_sha256=None, watermark=None):
+    """Seal records whose trace fields match (all of them when neither is given), each
+    as find_record returns it plus "trace": {"px", "pdq", "wm", "wh"}. Read from the records'
+    own bytes, so an edited index row finds nothing it should not. A database opened
+    read-only before it had the index is scanned instead."""
+    if _has_table(db, "trace_index"):
+        where, args = [], []
+        for column, value in (("pixel_sha256", pixel_sha256), ("watermark", watermark)):
+            if value is not None:
+                where.append("t.%s=?" % column)
+                args.append(value)
+        rows = db.execute("SELECT r.device_serial, r.raw FROM trace_index t JOIN records r "
+                          "ON r.device_serial=t.device_serial AND r.seq=t.seq"
+                          + (" WHERE " + " AND ".join(where) if where else ""), args)
+    else:
+        rows = db.execute("SELECT device_serial, raw FROM records WHERE event=?", (logrecord.EVENT_SEAL,))
+    found = []
+    for serial, raw in rows:
+        try:
+            rec = logrecord.decode_record(bytes(raw))
+        except logrecord.RecordError:
+            continue
+        fields = trace_fields(rec)
+        if not fields or (pixel_sha256 is not None and fields[0] != pixel_sha256) \
+                or (watermark is not None and fields[2] != watermark):
+            continue
+        found.append({"device_serial": serial, "seq": rec["seq"], "produce_id": rec["produce_id"],
+                      "decision": rec["decision"], "time_ms": rec["time_ms"],
+                      "trace": {"px": fields[0], "pdq": fields[1], "wm": fields[2], "wh": "%dx%d" % fields[3:]}})
+    return found
+
+
+def traced_frame_sizes(db):
+    """The distinct frame sizes of the indexed seal records, most common first."""
+    if not _has_table(db, "trace_index"):
+        return sorted({tuple(int(v) for v in c["trace"]["wh"].split("x")) for c in trace_candidates(db)})
+    return [tuple(row) for row in db.execute("SELECT width, height FROM trace_index GROUP BY width, height "
+                                             "ORDER BY COUNT(*) DESC")]
 
 
 def device_chains(db, serial):

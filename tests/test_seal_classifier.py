@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from synthseal.device import watermark
 from synthseal.device.camera import FakeCamera
 from synthseal.device.classifier import DEFAULT_MODEL, Classifier
 from synthseal.device.core import logrecord, policy
@@ -115,8 +116,11 @@ def test_a_threshold_outside_0_1_is_refused(device, threshold):
         Sealer(device, threshold=threshold, lab=True)
 
 
-def test_a_bgr_frame_is_classified_and_sealed_as_its_rgb_twin(device, classifier, tmp_path):
+def test_a_bgr_frame_is_classified_and_sealed_as_its_rgb_twin(device, classifier, tmp_path, monkeypatch):
     """picamera2's RGB888 buffers are B, G, R in memory."""
+    # Each seal draws a random watermark identifier; the same one for both makes the
+    # twins' pixels comparable.
+    monkeypatch.setattr(watermark, "new_identifier", lambda: "0123456789ab")
     rgb = FakeCamera(640, 480, seed=5).capture_array()
     sealer = Sealer(device, classifier, lab=True)
     from_rgb = sealer.seal(rgb, "capture", tmp_path, origin=LAB_CAMERA)
