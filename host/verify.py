@@ -77,7 +77,7 @@ class _Report:
         self.data = {"file": name, "result": None, "ok": False, "label": None, "explicit_label": None,
                      "label_text": None, "source_type": None, "device_serial": None, "c2pa_state": None,
                      "log_seq": None, "origin": None, "classifier": None, "lab": None, "sealed_at": None,
-                     "checks": []}
+                     "traced_to": None, "checks": []}
 
     def add(self, check, status, detail):
         self.data["checks"].append({"check": check, "status": status, "detail": detail})
@@ -135,6 +135,8 @@ class Verifier:
         self.crl = crl_pem
         self.context = c2pa_reader_context(trust_anchors_pem)
         self.db = logdb.open_readonly(db_path) if db_path else None
+        self.db_path = db_path
+        self._log_problems = {}  # serial -> the stored log's problems against the anchors (tracing)
 
     def close(self):
         if self.db is not None:
@@ -176,7 +178,33 @@ class Verifier:
             sealed_at = sealing_time(manifest, record)[0]
             report.data["sealed_at"] = sealed_at.isoformat() if sealed_at else None
         if report.status("c2pa") != PASS:
-            _check_trace(report)
+            self._check_trace(report, path)
+
+    def _check_trace(self, report, path):
+        """A file without intact Content Credentials (stripped, re-encoded, resized,
+        cropped): which seal record its pixels came from (host/trace.py), in a log that
+        verifies against the vendor root."""
+        if self.db is None:
+            report.add(TRACE_CHECK, SKIP, "no log database given (--db): a file without intact Content Credentials "
+                       "is traced through the pulled log")
+            return
+        from .trace import trace_file
+        traced = trace_file(path, self.db_path)
+        if traced["method"] is None:
+            report.add(TRACE_CHECK, FAIL, "not traced to any seal record in the pulled log: %s" % traced["detail"])
+            return
+        serial = traced["serial"]
+        if serial not in self._log_problems:  # once per device in a batch, not once per file
+            self._log_problems[serial] = logdb.verify_log(self.db_path, serial, self.anchors)
+        problems = self._log_problems[serial]
+        if problems:
+            report.add(TRACE_CHECK, FAIL, "its pixels match record %d of device %s, but that device's pulled log "
+                       "does not verify against the vendor root: %s" % (traced["seq"], serial, problems[0]))
+            return
+        report.data["traced_to"] = {key: traced[key] for key in (
+            "method", "serial", "seq", "produce_id", "label", "sealed_at", "distance", "summary")}
+        report.add(TRACE_CHECK, PASS, "%s (record %d, found by %s: %s)"
+                   % (traced["summary"], traced["seq"], traced["method"], traced["detail"]))
 
 
 def verify_file(path, trust_anchors_pem, db_path=None, crl=None):
@@ -565,14 +593,6 @@ def _check_log(report, data, seal, db):
     report.data["log_seq"] = record["seq"]
     report.add("log", PASS, "device %s record %d" % (record["device_serial"], record["seq"]))
     return record
-
-
-def _check_trace(report):
-    """Where a file without intact Content Credentials came from (stripped, re-encoded).
-    Tracing it back to its seal record by its pixels (issue 11, part B) goes here; until
-    it exists the check says it could not be made."""
-    report.add(TRACE_CHECK, SKIP, "tracing not available: a file without intact Content Credentials cannot "
-               "yet be traced to its seal record")
 
 
 def sealing_time(manifest, record=None):

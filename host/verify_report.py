@@ -27,7 +27,7 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 # The fields of a CSV or JSONL row and of an HTML entry, in order.
 ROW_FIELDS = ("file", "result", "label", "explicit_label", "label_text", "source_type", "device_serial",
-              "sealed_at", "c2pa_state", "log", "origin", "classifier", "lab", "problems")
+              "sealed_at", "c2pa_state", "log", "origin", "classifier", "lab", "traced_to", "problems")
 
 _RESULT_ORDER = {FAILED: 0, INCOMPLETE: 1, VERIFIED: 2}
 _THUMBNAIL_PIXELS = 160
@@ -92,9 +92,17 @@ def notable_problems(report):
     return [p for p in problems(report) if report["result"] != FAILED or not p.startswith(SKIP)]
 
 
+def traced_status(report):
+    """The trace in one line, or None: where a stripped or edited file came from."""
+    t = report.get("traced_to")
+    if not t:
+        return None
+    return "%s (record %s/%d, %s, found by %s)" % (t["summary"], t["serial"], t["seq"], t["produce_id"], t["method"])
+
+
 def row(report):
     values = {key: report.get(key) for key in ROW_FIELDS}
-    values.update(log=log_status(report), problems="\n".join(problems(report)))
+    values.update(log=log_status(report), traced_to=traced_status(report), problems="\n".join(problems(report)))
     return values
 
 
@@ -132,6 +140,8 @@ def write_table(reports, out):
     for line in [header] + rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip(), file=out)
     for r in reports:
+        if traced_status(r):
+            print("TRACED %s: %s" % (shown(r["file"]), shown(traced_status(r), 600)), file=out)
         for problem in notable_problems(r):
             status, rest = problem.split(" ", 1)
             print("%s %s: %s" % (status.upper(), shown(r["file"]), shown(rest, 600)), file=out)
@@ -181,7 +191,7 @@ def write_html(reports, out):
                                                 counts[FAILED], counts[INCOMPLETE], REPORT_SCHEMA_VERSION,
                                                 e("synthseal-host %s" % __version__)))
     out.write("<table>\n<tr><th>image</th><th>file</th><th>result</th><th>Label</th><th>visible label</th>"
-              "<th>source type</th><th>device</th><th>sealed at</th><th>log</th><th>problems</th></tr>\n")
+              "<th>source type</th><th>device</th><th>sealed at</th><th>log</th><th>traced to</th><th>problems</th></tr>\n")
     for r in sorted(reports, key=lambda r: _RESULT_ORDER[r["result"]]):
         readable = any(c["check"] == "file" and c["status"] == PASS for c in r["checks"])
         uri = thumbnail_data_uri(r["file"]) if readable else None
@@ -192,7 +202,7 @@ def write_html(reports, out):
         # (class, HTML): only the image cell is markup made here; everything else is escaped.
         cells = (("image", image), ("file", e(r["file"])), ("result", e(r["result"])), ("", e(r["label"] or "-")),
                  ("", e(explicit)), ("", e(r["source_type"] or "-")), ("", e(r["device_serial"] or "-")),
-                 ("", e(r["sealed_at"] or "-")), ("", e(log_status(r))),
+                 ("", e(r["sealed_at"] or "-")), ("", e(log_status(r))), ("", e(traced_status(r) or "-")),
                  ("problems", e("\n".join(notable_problems(r)))))
         out.write('<tr class="%s">' % e(r["result"]))
         out.write("".join('<td class="%s">%s</td>' % (cls, content) for cls, content in cells))

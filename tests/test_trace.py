@@ -254,3 +254,78 @@ def test_trace_on_the_command_line(traced, tmp_path, vendor_ca):
     assert [r["traced"] for r in json.loads(done.stdout)] == [True, False]
     done = run("host", "trace", half, "--db", tmp_path / "none.sqlite")
     assert done.returncode == 2 and "audit database" in done.stderr
+
+
+def _edited(result, edit, tmp_path):
+    """A copy of a sealed file as a platform or a person might pass it on."""
+    if edit == "stripped":
+        path = tmp_path / "stripped.jpg"
+        shutil.copy(result["path"], path)
+        subprocess.run(["exiftool", "-q", "-all=", "-overwrite_original", str(path)], check=True)
+        return path
+    image = _decoded(result["path"])
+    if edit == "half-size":
+        image = image.resize((WIDTH // 2, HEIGHT // 2), Image.LANCZOS)
+    elif edit == "crop-10-percent":
+        image = image.crop((WIDTH // 20, HEIGHT // 20, WIDTH - WIDTH // 20, HEIGHT - HEIGHT // 20))
+    elif edit == "past-the-limits":
+        image = image.crop((600, 500, 600 + watermark.TILE - 56, 700))
+    return _jpeg(image, tmp_path / (edit + ".jpg"), 75)
+
+
+@pytest.mark.parametrize("edit, method", [("stripped", "pixels"), ("jpeg-q75", "watermark"),
+                                          ("half-size", "watermark"), ("crop-10-percent", "watermark")])
+def test_verify_traces_a_stripped_or_edited_file_to_its_record(traced, tmp_path, edit, method):
+    from jsonschema import Draft202012Validator
+    from synthseal.host.verify import Verifier
+    from synthseal.host.verify_report import SCHEMA_PATH, document, row
+    result = traced["results"][0]
+    path = _edited(result, edit, tmp_path)
+    with Verifier(traced["state"].test_vendor.root_pem, traced["db"]) as verifier:
+        report = verifier.verify(path)
+    assert report["result"] == "failed"  # the labels are gone, whoever sealed it
+    trace = next(c for c in report["checks"] if c["check"] == "trace")
+    assert trace["status"] == "pass", trace
+    t = report["traced_to"]
+    assert (t["method"], t["serial"], t["seq"], t["produce_id"], t["label"]) == (
+        method, SERIAL, result["seq"], result["produce_id"], "1")
+    assert t["summary"].startswith("sealed by device %s as Label 1 (AI-generated) on " % SERIAL)
+    assert "labels removed" in t["summary"]
+    Draft202012Validator(json.loads(SCHEMA_PATH.read_text())).validate(document([report]))
+    assert row(report)["traced_to"].startswith("sealed by device %s" % SERIAL)
+
+
+def test_verify_says_when_a_file_cannot_be_traced_and_what_tracing_needs(traced, tmp_path):
+    from synthseal.host.verify import Verifier
+    path = _edited(traced["results"][0], "past-the-limits", tmp_path)
+    with Verifier(traced["state"].test_vendor.root_pem, traced["db"]) as verifier:
+        report = verifier.verify(path)
+    trace = next(c for c in report["checks"] if c["check"] == "trace")
+    assert trace["status"] == "fail" and "not traced" in trace["detail"] and report["traced_to"] is None
+    with Verifier(traced["state"].test_vendor.root_pem) as verifier:
+        report = verifier.verify(_edited(traced["results"][0], "stripped", tmp_path))
+    trace = next(c for c in report["checks"] if c["check"] == "trace")
+    assert trace["status"] == "skip" and "--db" in trace["detail"]
+
+
+def test_verify_does_not_trace_through_a_log_that_fails_against_the_vendor_root(traced, tmp_path):
+    from synthseal.host.verify import Verifier
+    db = tmp_path / "edited.sqlite"
+    shutil.copy(traced["db"], db)
+    conn = sqlite3.connect(db)
+    with conn:  # the newest signed head removed: the records after the last one left are unanchored
+        conn.execute("DELETE FROM checkpoints")
+    conn.close()
+    with Verifier(traced["state"].test_vendor.root_pem, db) as verifier:
+        report = verifier.verify(_edited(traced["results"][0], "stripped", tmp_path))
+    trace = next(c for c in report["checks"] if c["check"] == "trace")
+    assert trace["status"] == "fail" and "does not verify" in trace["detail"] and report["traced_to"] is None
+
+
+def test_verify_on_the_command_line_names_the_record_of_a_stripped_file(traced, tmp_path, vendor_ca):
+    anchor = tmp_path / "root.pem"
+    anchor.write_text(vendor_ca.root_pem)
+    path = _edited(traced["results"][0], "stripped", tmp_path)
+    done = run("host", "verify", "--trust-anchor", anchor, "--db", traced["db"], path)
+    assert done.returncode == 1
+    assert "TRACED" in done.stdout and "sealed by device %s as Label 1" % SERIAL in done.stdout

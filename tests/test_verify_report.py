@@ -100,7 +100,7 @@ def test_a_mixed_batch_matches_the_schema_in_every_format_and_each_file_gets_its
     assert [r["file"] for r in document["reports"]] == [str(p) for p in paths]
     by_file = {r["file"]: r for r in document["reports"]}
     assert "no Content Credentials" in checks(by_file[str(plain)])["c2pa"]["detail"]
-    assert checks(by_file[str(plain)])["trace"]["detail"].startswith("tracing not available")
+    assert checks(by_file[str(plain)])["trace"]["detail"].startswith("no log database given (--db)")
     assert "not a JPEG" in checks(by_file[str(png)])["file"]["detail"]
     assert "No such file" in checks(by_file[str(tmp_path / "missing.jpg")])["file"]["detail"]
     assert "give -r" in checks(by_file[str(folder)])["file"]["detail"]
