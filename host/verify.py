@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from PIL import Image
 
-from ..device import credentials, explicit_label
+from ..device import credentials, explicit_label, fingerprint
 from ..device.core import aigc, jpeg, policy
 from ..device.seal import C2PA_ASSERTION_LABEL
 
@@ -167,12 +167,13 @@ class Verifier:
             return
         manifest = _check_c2pa(report, data, self.context)
         seal = _dict((manifest or {}).get("assertions", {}).get(C2PA_ASSERTION_LABEL))
+        _check_signer_is_sealing_device(report, data, manifest, seal)
         decision = _check_decision(report, manifest, seal)
         _check_provenance(report, decision)
         fields = _check_implicit_label(report, data, seal, decision)
         _check_explicit_label(report, data, seal, decision)
         _check_reserved_code1(report, data, fields, seal, manifest, self.db)
-        record = _check_log(report, data, seal, self.db)
+        record = _check_log(report, data, seal, self.db, self._device_log_problems)
         _check_revocation(report, manifest, record, self.anchors, self.crl, self.db)
         if manifest is not None:
             sealed_at = sealing_time(manifest, record)[0]
@@ -194,17 +195,31 @@ class Verifier:
             report.add(TRACE_CHECK, FAIL, "not traced to any seal record in the pulled log: %s" % traced["detail"])
             return
         serial = traced["serial"]
-        if serial not in self._log_problems:  # once per device in a batch, not once per file
-            self._log_problems[serial] = logdb.verify_log(self.db_path, serial, self.anchors)
-        problems = self._log_problems[serial]
+        problems = self._device_log_problems(serial)
         if problems:
             report.add(TRACE_CHECK, FAIL, "its pixels match record %d of device %s, but that device's pulled log "
                        "does not verify against the vendor root: %s" % (traced["seq"], serial, problems[0]))
             return
-        report.data["traced_to"] = {key: traced[key] for key in (
-            "method", "serial", "seq", "produce_id", "label", "sealed_at", "distance", "summary")}
-        report.add(TRACE_CHECK, PASS, "%s (record %d, found by %s: %s)"
+        # A watermark alone, on a picture far from the sealed one by PDQ, may be a crop
+        # or a watermark copied onto other pixels (the scheme is public): a person must
+        # weigh it, so it is a warning and traced_to says the picture differs.
+        same_picture = traced["method"] != "watermark" or (
+            traced["distance"] is not None and traced["distance"] <= fingerprint.PDQ_MATCH_DISTANCE)
+        report.data["traced_to"] = dict({key: traced[key] for key in (
+            "method", "serial", "seq", "produce_id", "label", "sealed_at", "distance", "summary")},
+            same_picture=same_picture)
+        report.add(TRACE_CHECK, PASS if same_picture else WARN, "%s (record %d, found by %s: %s)"
                    % (traced["summary"], traced["seq"], traced["method"], traced["detail"]))
+
+    def _device_log_problems(self, serial):
+        """The device's pulled log against the vendor root (logdb.verify_log), once per
+        device in a batch: a record is evidence only from a log that holds."""
+        if serial not in self._log_problems:
+            try:
+                self._log_problems[serial] = logdb.verify_log(self.db_path, serial, self.anchors)
+            except (logdb.LogDbError, sqlite3.Error) as err:
+                self._log_problems[serial] = ["the audit database cannot be read (%s)" % err]
+        return self._log_problems[serial]
 
 
 def verify_file(path, trust_anchors_pem, db_path=None, crl=None):
@@ -539,6 +554,21 @@ def _reserved_code1_keys(data, seal, manifest, db):
     return keys
 
 
+def _check_signer_is_sealing_device(report, data, manifest, seal):
+    """A Trusted manifest proves a vendor device signed it; the seal must name that
+    device. Otherwise one device's key could seal files in another's name."""
+    if manifest is None or not manifest["trusted"] or seal is None:
+        return
+    cert = _manifest_signer_certificate(data, manifest["signer"])
+    signer = credentials.cert_serial(cert) if cert is not None else None
+    if signer is None or signer != seal.get("device_serial"):
+        for check in report.data["checks"]:
+            if check["check"] == "c2pa":
+                check.update(status=FAIL, detail="Trusted, but signed by device %s's certificate while the seal "
+                             "names device %r: one device's key sealing in another's name"
+                             % (signer or "(unknown)", seal.get("device_serial")))
+
+
 def _check_reserved_code1(report, data, fields, seal, manifest, db):
     if fields is None:
         if report.status("aigc") == PASS:
@@ -575,7 +605,10 @@ def _check_reserved_code1(report, data, fields, seal, manifest, db):
     report.add("reserved_code1", FAIL, "device signature does not match the label fields and pixels")
 
 
-def _check_log(report, data, seal, db):
+def _check_log(report, data, seal, db, log_problems):
+    """The file's audit record, from a device log that verifies against the vendor root
+    (`log_problems(serial)`: its problems, [] when it holds), for the device the seal
+    names. A record is used only then: its time decides the revocation check."""
     if db is None:
         report.add("log", SKIP, "no log database given (--db)")
         return None
@@ -586,6 +619,18 @@ def _check_log(report, data, seal, db):
         return None
     if record is None:
         report.add("log", FAIL, "no audit record for this file's SHA-256 in the pulled log")
+        return None
+    serial = seal.get("device_serial") if seal is not None else None
+    if serial is not None and record["device_serial"] != serial:
+        report.add("log", FAIL, "the audit record for this file is device %s's record %d, but the seal names device %s"
+                   % (record["device_serial"], record["seq"], serial))
+        return None
+    problems = log_problems(record["device_serial"])
+    if problems:
+        report.add("log", FAIL, "device %s's pulled log does not verify against the vendor root, so its record %d "
+                   "is not used: %s%s" % (record["device_serial"], record["seq"], problems[0],
+                                          " (and %d more; run `log verify`)" % (len(problems) - 1)
+                                          if len(problems) > 1 else ""))
         return None
     if seal is not None and (record["produce_id"] != seal.get("produce_id") or record["decision"] != seal.get("decision")):
         report.add("log", FAIL, "audit record %d differs from the sealed ProduceID or decision" % record["seq"])
@@ -683,6 +728,14 @@ def _check_revocation(report, manifest, record, trust_anchors_pem, crl_pem, db):
     if _name_fields(crl.issuer) != {k: v for k, v in signer["issuer"].items() if k in ("CN", "O")}:
         report.add("revocation", SKIP, "the CRL is %s's, not the signer's issuer %s"
                    % (crl.issuer.rfc4514_string(), signer["issuer"]))
+        return
+    next_update = crl.next_update_utc
+    if next_update is None or next_update < datetime.datetime.now(datetime.timezone.utc):
+        # An old list cannot say whether the certificate was revoked since: replaying
+        # one would hide a revocation.
+        report.add("revocation", SKIP, "the CRL of %s is no longer current (next update %s): get a current one "
+                   "(`synthseal-host ca crl`)" % (crl.last_update_utc.isoformat(),
+                                                   next_update.isoformat() if next_update else "none"))
         return
     entry = crl.get_revoked_certificate_by_serial_number(signer["serial_number"])
     if entry is None:

@@ -128,3 +128,15 @@ def test_verify_command_takes_the_crl(revocable, tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     assert "sealed after its certificate was revoked" in check(json.loads(result.stdout)["reports"][0])["detail"]
+
+
+def test_a_crl_that_is_no_longer_current_cannot_vouch_for_the_certificate(revocable, monkeypatch):
+    # A replayed old list (nothing revoked yet when it was made) must not hide a later
+    # revocation: once past its next update the check is skipped, not passed.
+    stale = datetime.datetime(2024, 1, 1, tzinfo=UTC)
+    monkeypatch.setattr(ca, "_now", lambda: stale)
+    bundle = crl_bundle(revocable, "stale")
+    monkeypatch.undo()
+    report = verify_file(revocable["file"], revocable["root"], crl=bundle)
+    assert check(report)["status"] == "skip" and "no longer current" in check(report)["detail"]
+    assert report["result"] == "incomplete"

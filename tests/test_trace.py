@@ -285,8 +285,9 @@ def test_verify_traces_a_stripped_or_edited_file_to_its_record(traced, tmp_path,
         report = verifier.verify(path)
     assert report["result"] == "failed"  # the labels are gone, whoever sealed it
     trace = next(c for c in report["checks"] if c["check"] == "trace")
-    assert trace["status"] == "pass", trace
     t = report["traced_to"]
+    # A crop is far from the sealed picture by PDQ, as a copied watermark would be: a warning.
+    assert (trace["status"], t["same_picture"]) == (("warn", False) if edit == "crop-10-percent" else ("pass", True)), trace
     assert (t["method"], t["serial"], t["seq"], t["produce_id"], t["label"]) == (
         method, SERIAL, result["seq"], result["produce_id"], "1")
     assert t["summary"].startswith("sealed by device %s as Label 1 (AI-generated) on " % SERIAL)
@@ -329,3 +330,18 @@ def test_verify_on_the_command_line_names_the_record_of_a_stripped_file(traced, 
     done = run("host", "verify", "--trust-anchor", anchor, "--db", traced["db"], path)
     assert done.returncode == 1
     assert "TRACED" in done.stdout and "sealed by device %s as Label 1" % SERIAL in done.stdout
+
+
+def test_a_watermark_copied_onto_another_picture_is_a_warning_not_a_pass(traced, tmp_path):
+    # The scheme is public: anyone can read a sealed file's identifier and stamp it on
+    # other pixels. The trace names the record but says the picture is not the sealed one.
+    from synthseal.host.verify import Verifier
+    result = traced["results"][3]  # a real capture
+    forged = watermark.embed(textured(99), result["decision"]["trace"]["wm"])
+    path = _jpeg(Image.fromarray(forged), tmp_path / "forged.jpg", 90)
+    with Verifier(traced["state"].test_vendor.root_pem, traced["db"]) as verifier:
+        report = verifier.verify(path)
+    trace = next(c for c in report["checks"] if c["check"] == "trace")
+    assert trace["status"] == "warn" and "by its watermark only" in trace["detail"]
+    assert report["traced_to"]["same_picture"] is False and report["traced_to"]["seq"] == result["seq"]
+    assert report["result"] == "failed"
