@@ -20,7 +20,7 @@ from synthseal.device.seal import Sealer
 from synthseal.device.camera import FakeCamera
 from synthseal.host import ca, logdb
 from synthseal.host.verify import Verifier, verify_file
-from synthseal.host.verify_report import ROW_FIELDS, SCHEMA_PATH
+from synthseal.host.verify_report import ROW_FIELDS, SCHEMA_PATH, csv_cell
 from tests.test_cli import run
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
@@ -279,3 +279,18 @@ def test_a_pipe_or_a_device_is_a_line_in_the_report_not_a_hang(anchor, tmp_path)
     result = run("host", "verify", "--trust-anchor", anchor, "--json", fifo, "/dev/zero")
     reports = json.loads(result.stdout)["reports"]
     assert result.returncode == 1 and [checks(r)["file"]["detail"] for r in reports] == ["not a regular file"] * 2
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_quoted_jsonl_keeps_them(sealed, anchor, tmp_path):
+    names = ["=HYPERLINK(\"x\").jpg", "+1.jpg", "-2.jpg", "@SUM(A1).jpg", "\tt.jpg", "\rr.jpg", "plain.jpg"]
+    for name in names:
+        shutil.copyfile(sealed["results"]["rig"]["path"], tmp_path / name)
+    out = tmp_path / "report.csv"  # read back with newline="": a carriage return stays in its cell
+    as_csv = run("host", "verify", "--trust-anchor", anchor, "--format", "csv", "--out", out, "--", *names, cwd=tmp_path)
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["file"] for r in rows] == ["'" + n for n in names[:-1]] + ["plain.jpg"], as_csv.stderr
+    assert all(r["result"] == "incomplete" for r in rows)
+    jsonl = run("host", "verify", "--trust-anchor", anchor, "--format", "jsonl", "--", *names, cwd=tmp_path)
+    assert [json.loads(line)["file"] for line in jsonl.stdout.splitlines()] == names
+    assert csv_cell("-") == "'-" and csv_cell(None) == "" and csv_cell(3) == 3 and csv_cell("a=b") == "a=b"
