@@ -35,11 +35,31 @@ def _operator(args):
 
 
 def _read(path, what):
+    """A PEM file's text; ValueError with one line that names the file otherwise."""
+    from .client import shown
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return f.read()
     except OSError as err:
-        raise ValueError("cannot read %s %s: %s" % (what, path, err.strerror or err))
+        raise ValueError("cannot read %s %s: %s" % (what, shown(path, 200), err.strerror or err))
+    except UnicodeDecodeError:
+        raise ValueError("%s %s is not PEM text (not UTF-8: a binary or DER file?)" % (what, shown(path, 200))) from None
+
+
+def _verify_crl(args):
+    """--crl for `verify`: read and parsed before any file is, so an unusable one is a
+    usage error (exit 2), not a failed check in every report."""
+    if not args.crl:
+        return None
+    from cryptography import x509
+    from .client import shown
+    crl = _read(args.crl, "CRL")
+    try:
+        x509.load_pem_x509_crl(crl.encode())
+    except ValueError:
+        raise ValueError("CRL %s holds no PEM X.509 CRL; give the file `synthseal-host ca crl --out` writes"
+                         % shown(args.crl, 200)) from None
+    return crl
 
 
 def _crl(args):
@@ -316,12 +336,8 @@ def cmd_verify(args):
     from . import verify_report
     from .client import shown
     from .verify import Verifier
-    with open(args.trust_anchor) as f:
-        anchors = f.read()
-    crl = None
-    if args.crl:
-        with open(args.crl) as f:
-            crl = f.read()
+    anchors = _read(args.trust_anchor, "trust anchor")
+    crl = _verify_crl(args)
     files = verify_report.expand_paths(args.files, args.recursive)
     if not files:
         raise ValueError("no JPEG files under %s" % ", ".join(shown(p, 200) for p in args.files))
