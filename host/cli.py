@@ -365,6 +365,7 @@ def cmd_verify(args):
 def cmd_trace(args):
     """`trace`: find the seal record of files whose labels were stripped or whose pixels
     were re-encoded, resized or cropped (host/trace.py)."""
+    from .client import shown
     from .logdb import open_readonly
     from .trace import trace_file
     anchors = _read(args.trust_anchor, "trust anchor") if args.trust_anchor else None
@@ -373,14 +374,17 @@ def cmd_trace(args):
     if args.json:
         print(json.dumps(results, indent=2))
     else:
+        # Names and details go through shown(), as verify's table does: a file name (or a
+        # value from the database) cannot drive the terminal or start a new line.
         for r in results:
-            print("%s: %s" % (r["file"], r["summary"]))
+            print("%s: %s" % (shown(r["file"], 500), shown(r["summary"], 2000)))
             if r["traced"]:
-                print("  record %s/%d (%s), found by %s: %s" % (r["serial"], r["seq"], r["produce_id"], r["method"], r["detail"]))
+                print("  record %s/%d (%s), found by %s: %s" % (shown(r["serial"], 100), r["seq"], shown(r["produce_id"], 100),
+                                                               r["method"], shown(r["detail"], 4000)))
             else:
-                print("  %s" % r["detail"])
+                print("  %s" % shown(r["detail"], 4000))
             for problem in r["log_problems"] or ():
-                print("  FAIL log: %s" % problem)
+                print("  FAIL log: %s" % shown(problem, 1000))
         if anchors is None:
             print("note: the log was taken as stored; give --trust-anchor to re-check it against the vendor root")
     return 0 if all(r["traced"] for r in results) else 1
