@@ -35,6 +35,8 @@ import secrets
 import numpy as np
 from PIL import Image, ImageFilter
 
+from .core import jpeg
+
 ALGORITHM = "org.synthseal.wm.1"  # the C2PA soft-binding alg name; changes if anything below does
 CHIP = 8
 TILE_CHIPS = 32
@@ -175,6 +177,9 @@ def detect(image, sizes=()):
     Returns the first decoded result, or the best-scoring failure, with the size tried."""
     luma = image.convert("L")
     width, height = luma.size
+    # A size from an edited database could ask for any enlargement: only sizes a
+    # sealed frame can have are tried (jpeg.MAX_PIXELS).
+    sizes = [tuple(s) for s in sizes if jpeg.size_allowed(s)]
     tries = [(width, height)]
     tries += [tuple(s) for s in sizes if abs(s[0] * height - s[1] * width) <= 0.01 * s[0] * height]
     tries.append((2 * width, 2 * height))

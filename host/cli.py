@@ -35,11 +35,31 @@ def _operator(args):
 
 
 def _read(path, what):
+    """A PEM file's text; ValueError with one line that names the file otherwise."""
+    from .client import shown
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return f.read()
     except OSError as err:
-        raise ValueError("cannot read %s %s: %s" % (what, path, err.strerror or err))
+        raise ValueError("cannot read %s %s: %s" % (what, shown(path, 200), err.strerror or err))
+    except UnicodeDecodeError:
+        raise ValueError("%s %s is not PEM text (not UTF-8: a binary or DER file?)" % (what, shown(path, 200))) from None
+
+
+def _verify_crl(args):
+    """--crl for `verify`: read and parsed before any file is, so an unusable one is a
+    usage error (exit 2), not a failed check in every report."""
+    if not args.crl:
+        return None
+    from cryptography import x509
+    from .client import shown
+    crl = _read(args.crl, "CRL")
+    try:
+        x509.load_pem_x509_crl(crl.encode())
+    except ValueError:
+        raise ValueError("CRL %s holds no PEM X.509 CRL; give the file `synthseal-host ca crl --out` writes"
+                         % shown(args.crl, 200)) from None
+    return crl
 
 
 def _crl(args):
@@ -316,12 +336,8 @@ def cmd_verify(args):
     from . import verify_report
     from .client import shown
     from .verify import Verifier
-    with open(args.trust_anchor) as f:
-        anchors = f.read()
-    crl = None
-    if args.crl:
-        with open(args.crl) as f:
-            crl = f.read()
+    anchors = _read(args.trust_anchor, "trust anchor")
+    crl = _verify_crl(args)
     files = verify_report.expand_paths(args.files, args.recursive)
     if not files:
         raise ValueError("no JPEG files under %s" % ", ".join(shown(p, 200) for p in args.files))
@@ -349,6 +365,7 @@ def cmd_verify(args):
 def cmd_trace(args):
     """`trace`: find the seal record of files whose labels were stripped or whose pixels
     were re-encoded, resized or cropped (host/trace.py)."""
+    from .client import shown
     from .logdb import open_readonly
     from .trace import trace_file
     anchors = _read(args.trust_anchor, "trust anchor") if args.trust_anchor else None
@@ -357,14 +374,17 @@ def cmd_trace(args):
     if args.json:
         print(json.dumps(results, indent=2))
     else:
+        # Names and details go through shown(), as verify's table does: a file name (or a
+        # value from the database) cannot drive the terminal or start a new line.
         for r in results:
-            print("%s: %s" % (r["file"], r["summary"]))
+            print("%s: %s" % (shown(r["file"], 500), shown(r["summary"], 2000)))
             if r["traced"]:
-                print("  record %s/%d (%s), found by %s: %s" % (r["serial"], r["seq"], r["produce_id"], r["method"], r["detail"]))
+                print("  record %s/%d (%s), found by %s: %s" % (shown(r["serial"], 100), r["seq"], shown(r["produce_id"], 100),
+                                                               r["method"], shown(r["detail"], 4000)))
             else:
-                print("  %s" % r["detail"])
+                print("  %s" % shown(r["detail"], 4000))
             for problem in r["log_problems"] or ():
-                print("  FAIL log: %s" % problem)
+                print("  FAIL log: %s" % shown(problem, 1000))
         if anchors is None:
             print("note: the log was taken as stored; give --trust-anchor to re-check it against the vendor root")
     return 0 if all(r["traced"] for r in results) else 1

@@ -10,10 +10,11 @@ stored, so an edit made to the database afterwards is found and named.
 import json
 import pathlib
 import sqlite3
+import string
 import time
 
 from ..device import checkpoint as checkpoints
-from ..device.core import logrecord, merkle
+from ..device.core import jpeg, logrecord, merkle
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -547,6 +548,8 @@ def trace_fields(rec):
     fields = (trace.get("px"), trace.get("pdq"), trace.get("wm"), trace.get("wh"))
     if not all(isinstance(f, str) for f in fields):
         return None
+    if len(fields[1]) != 64 or not all(c in string.hexdigits for c in fields[1]):  # a 256-bit PDQ hash, as hex
+        return None
     size = fields[3].split("x")
     if len(size) != 2 or not all(v.isdigit() for v in size):
         return None
@@ -790,8 +793,10 @@ def find_record(db, content_sha256_hex):
     # own bytes, so an edited column can neither hide a seal nor change its time.
     for serial, raw in db.execute("SELECT device_serial, raw FROM records WHERE content_sha256=?",
                                   (content_sha256_hex,)):
+        if not isinstance(raw, bytes):  # NULL, text or a number in an edited database: no record
+            continue
         try:
-            rec = logrecord.decode_record(bytes(raw))
+            rec = logrecord.decode_record(raw)
         except logrecord.RecordError:
             continue
         if rec["event"] == logrecord.EVENT_SEAL and rec["content_sha256"].hex() == content_sha256_hex:
@@ -800,27 +805,35 @@ def find_record(db, content_sha256_hex):
     return None
 
 
-def trace_candidates(db, pixel_sha256=None, watermark=None):
+def trace_candidates(db, pixel_sha256=None, watermark=None, skipped=None):
     """Seal records whose trace fields match (all of them when neither is given), each
     as find_record returns it plus "trace": {"px", "pdq", "wm", "wh"}. Read from the records'
     own bytes, so an edited index row finds nothing it should not. A database opened
-    read-only before it had the index is scanned instead."""
+    read-only before it had the index is scanned instead. A row whose stored bytes are
+    not a record (NULL, text, a number: an edited database) is skipped, its reason
+    appended to `skipped` when a list is given."""
+    skipped = [] if skipped is None else skipped
     if _has_table(db, "trace_index"):
         where, args = [], []
         for column, value in (("pixel_sha256", pixel_sha256), ("watermark", watermark)):
             if value is not None:
                 where.append("t.%s=?" % column)
                 args.append(value)
-        rows = db.execute("SELECT r.device_serial, r.raw FROM trace_index t JOIN records r "
+        rows = db.execute("SELECT r.device_serial, r.seq, r.raw FROM trace_index t JOIN records r "
                           "ON r.device_serial=t.device_serial AND r.seq=t.seq"
                           + (" WHERE " + " AND ".join(where) if where else ""), args)
     else:
-        rows = db.execute("SELECT device_serial, raw FROM records WHERE event=?", (logrecord.EVENT_SEAL,))
+        rows = db.execute("SELECT device_serial, seq, raw FROM records WHERE event=?", (logrecord.EVENT_SEAL,))
     found = []
-    for serial, raw in rows:
+    for serial, seq, raw in rows:
+        if not isinstance(raw, bytes):
+            skipped.append("stored record %s/%s skipped: its bytes are %s, not a BLOB"
+                           % (serial, seq, "NULL" if raw is None else type(raw).__name__))
+            continue
         try:
-            rec = logrecord.decode_record(bytes(raw))
-        except logrecord.RecordError:
+            rec = logrecord.decode_record(raw)
+        except logrecord.RecordError as err:
+            skipped.append("stored record %s/%s skipped: %s" % (serial, seq, err))
             continue
         fields = trace_fields(rec)
         if not fields or (pixel_sha256 is not None and fields[0] != pixel_sha256) \
@@ -832,12 +845,25 @@ def trace_candidates(db, pixel_sha256=None, watermark=None):
     return found
 
 
-def traced_frame_sizes(db):
-    """The distinct frame sizes of the indexed seal records, most common first."""
+def traced_frame_sizes(db, skipped=None):
+    """The distinct frame sizes of the indexed seal records, most common first. A size
+    that no sealed frame can have (not two positive integers, or more pixels than
+    jpeg.MAX_PIXELS: an edited row) is left out, its reason appended to `skipped` when a
+    list is given: the watermark detector scales the file to these sizes."""
+    skipped = [] if skipped is None else skipped
     if not _has_table(db, "trace_index"):
-        return sorted({tuple(int(v) for v in c["trace"]["wh"].split("x")) for c in trace_candidates(db)})
-    return [tuple(row) for row in db.execute("SELECT width, height FROM trace_index GROUP BY width, height "
-                                             "ORDER BY COUNT(*) DESC")]
+        rows = sorted({tuple(int(v) for v in c["trace"]["wh"].split("x")) for c in trace_candidates(db)})
+    else:
+        rows = [tuple(row) for row in db.execute("SELECT width, height FROM trace_index GROUP BY width, height "
+                                                 "ORDER BY COUNT(*) DESC")]
+    sizes = []
+    for width, height in rows:
+        if jpeg.size_allowed((width, height)):
+            sizes.append((width, height))
+        else:
+            skipped.append("recorded frame size %r x %r left out: not a frame synthseal seals"
+                           % (width, height))
+    return sizes
 
 
 def device_chains(db, serial):

@@ -17,6 +17,7 @@ trust anchors are given) is reported, with the log's problems, as not traced.
 
 import datetime
 import io
+import sqlite3
 
 import c2pa
 import numpy as np
@@ -25,8 +26,10 @@ from PIL import Image, UnidentifiedImageError
 from ..device import fingerprint, watermark
 from ..device.core import aigc, jpeg
 from . import logdb
+from .verify import FileRefused, pixels_refused, read_limited
 
 METHODS = ("pixels", "watermark", "pdq")
+_SKIPPED_SHOWN = 3  # rows of an edited database named in the detail; the rest are counted
 _LABEL_NAMES = {None: "a real capture (no AIGC label)"}
 _LABEL_NAMES.update({value: "Label %s (%s)" % (value, meaning) for value, meaning in aigc.LABEL_VALUES.items()})
 
@@ -48,11 +51,35 @@ def trace_file(path, db_path, trust_anchors_pem=None):
               "label": None, "sealed_at": None, "distance": None, "labels": None, "summary": None, "detail": None,
               "log_problems": None}
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-        image = Image.open(io.BytesIO(data))
+        return _trace(path, db_path, trust_anchors_pem, result)
+    except Exception as err:  # the last guard: a result, never a traceback in a batch
+        result.update(traced=False, method=None)
+        result["detail"] = "unexpected error (please report it): %s: %s" % (type(err).__name__, str(err)[:200])
+        result["summary"] = "not traced: unexpected error"
+        return result
+
+
+def _trace(path, db_path, trust_anchors_pem, result):
+    try:
+        data = read_limited(path)
+    except (OSError, FileRefused) as err:
+        result["detail"] = "cannot read %s: %s" % (path, getattr(err, "strerror", None) or err)
+        result["summary"] = "not traced: not a readable file"
+        return result
+    try:
+        # The picture's size from its header, before anything is decoded (jpeg.MAX_PIXELS).
+        size = jpeg.frame_size(data) if data[:2] == b"\xff\xd8" else None
+    except jpeg.JpegError:
+        size = None  # Pillow says what is wrong with it below
+    try:
+        image = None if size and pixels_refused(*size) else Image.open(io.BytesIO(data))  # the header only
+        refused = pixels_refused(*(size or image.size))
+        if refused:
+            result["detail"] = refused
+            result["summary"] = "not traced: too large an image"
+            return result
         image.load()
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         result["detail"] = "cannot read %s as an image (%s)" % (path, err)
         result["summary"] = "not traced: not an image"
         return result
@@ -65,6 +92,10 @@ def trace_file(path, db_path, trust_anchors_pem=None):
         return result
     try:
         found, notes = _find(db, image.convert("RGB"), result)
+    except sqlite3.Error as err:
+        result["detail"] = "the audit database cannot be read (%s)" % err
+        result["summary"] = "not traced: the audit database cannot be read"
+        return result
     finally:
         db.close()
     if found is None:
@@ -93,20 +124,30 @@ def trace_file(path, db_path, trust_anchors_pem=None):
 
 def _find(db, image, result):
     """(record, method) or None, and the notes that say how (or why not)."""
-    notes = []
+    skipped = []  # rows of an edited database left out, and why (each reason once)
     pixels = fingerprint.pixel_sha256(image)
     file_pdq, quality = fingerprint.pdq(image)
-    for record in logdb.trace_candidates(db, pixel_sha256=pixels):
+    found, notes = _search(db, image, result, pixels, file_pdq, quality, skipped)
+    skipped = list(dict.fromkeys(skipped))
+    notes += skipped[:_SKIPPED_SHOWN]
+    if len(skipped) > _SKIPPED_SHOWN:
+        notes.append("%d more rows of the database skipped" % (len(skipped) - _SKIPPED_SHOWN))
+    return found, notes
+
+
+def _search(db, image, result, pixels, file_pdq, quality, skipped):
+    notes = []
+    for record in logdb.trace_candidates(db, pixel_sha256=pixels, skipped=skipped):
         result["distance"] = fingerprint.pdq_distance(file_pdq, record["trace"]["pdq"])
         notes.append("decoded pixels identical to record %s/%d (SHA-256 %s)" % (record["device_serial"], record["seq"], pixels))
         return (record, "pixels"), notes
     notes.append("no record has these decoded pixels")
 
-    mark = watermark.detect(image, sizes=logdb.traced_frame_sizes(db))
+    mark = watermark.detect(image, sizes=logdb.traced_frame_sizes(db, skipped))
     if mark["identifier"] is None:
         notes.append("no watermark decoded (tile sync score %.1f, %.1f needed)" % (mark["sync_score"], watermark.MIN_SYNC_SCORE))
     else:
-        records = logdb.trace_candidates(db, watermark=mark["identifier"])
+        records = logdb.trace_candidates(db, watermark=mark["identifier"], skipped=skipped)
         if records:
             # Two seals may draw the same 48-bit identifier (rarely): the pixels decide.
             distances = [fingerprint.pdq_distance(file_pdq, r["trace"]["pdq"]) for r in records]
@@ -124,7 +165,7 @@ def _find(db, image, result):
         notes.append("watermark %s decoded but no record in the log carries it" % mark["identifier"])
 
     nearest, distance = None, None
-    candidates = logdb.trace_candidates(db)
+    candidates = logdb.trace_candidates(db, skipped=skipped)
     if candidates:
         distances = _pdq_distances(file_pdq, [c["trace"]["pdq"] for c in candidates])
         best = int(np.argmin(distances))

@@ -16,10 +16,13 @@ result == "verified", kept for consumers of the first report format.
 """
 
 import datetime
+import errno
 import hashlib
 import io
 import json
+import os
 import sqlite3
+import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -228,27 +231,60 @@ def verify_file(path, trust_anchors_pem, db_path=None, crl=None):
         return verifier.verify(path)
 
 
+class FileRefused(ValueError):
+    """A path that is not read: not a regular file, or larger than any sealed image."""
+
+
+def read_limited(path):
+    """The bytes of a regular file of at most MAX_FILE_BYTES (verify and trace). The file
+    is opened without blocking and checked through the open descriptor, so a FIFO or a
+    device is refused at once instead of waiting for a writer. Raises FileRefused, or
+    OSError (IsADirectoryError for a folder)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder")
+        if not stat.S_ISREG(info.st_mode):  # a pipe or a device would never end
+            raise FileRefused("not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise FileRefused("%d bytes: larger than any image synthseal seals (%d MiB at most)"
+                              % (info.st_size, MAX_FILE_BYTES >> 20))
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:  # grew while being read
+        raise FileRefused("larger than any image synthseal seals (%d MiB at most)" % (MAX_FILE_BYTES >> 20))
+    return data
+
+
+def pixels_refused(width, height):
+    """Why a picture of width x height is not decoded, or None when it may be."""
+    if width * height > jpeg.MAX_PIXELS:
+        return "%d×%d pixels: larger than any image synthseal seals" % (width, height)
+    return None
+
+
 def _check_file(report, path):
     """The file's bytes if it is a readable JPEG, else None (the reason reported)."""
     try:
         if path.is_dir():
             report.add("file", FAIL, "is a folder: give -r to verify the files in it")
             return None
-        if path.exists() and not path.is_file():  # a pipe or a device would never end
-            report.add("file", FAIL, "not a regular file")
-            return None
-        if path.exists() and path.stat().st_size > MAX_FILE_BYTES:
-            report.add("file", FAIL, "%d bytes: larger than any image synthseal seals (%d MiB at most)"
-                       % (path.stat().st_size, MAX_FILE_BYTES >> 20))
-            return None
-        data = path.read_bytes()
+        data = read_limited(path)
+    except FileRefused as err:
+        report.add("file", FAIL, str(err))
+        return None
     except OSError as err:
         report.add("file", FAIL, "cannot read: %s" % (err.strerror or err))
         return None
     try:
         list(jpeg.segments(data))
+        size = jpeg.frame_size(data)
     except jpeg.JpegError as err:
         report.add("file", FAIL, "%s; synthseal seals JPEG images" % err)
+        return None
+    refused = pixels_refused(*size) if size else None
+    if refused:  # decided from the frame header: nothing is decoded
+        report.add("file", FAIL, refused)
         return None
     report.add("file", PASS, "JPEG, %d bytes" % len(data))
     return data
@@ -540,18 +576,22 @@ def _reserved_code1_keys(data, seal, manifest, db):
     signer's certificate when the manifest is Trusted (the same device key signs both),
     then every content-signing chain the pulled log holds for the device."""
     serial = seal.get("device_serial") if seal is not None else None
-    keys = []
+    keys, notes = [], []
     if manifest is not None and manifest["trusted"]:
         cert = _manifest_signer_certificate(data, manifest["signer"])
         if cert is not None and credentials.cert_serial(cert) == serial:
             keys.append((cert, "the certificate in the manifest"))
     if db is not None and isinstance(serial, str):
         for chain in logdb.device_chains(db, serial):  # every key the device has had: a file may predate a rotation
+            if not isinstance(chain, str):  # an edited database: a BLOB or a number is no PEM chain
+                notes.append("a chain stored for the device in the audit database is not PEM text (%s); skipped"
+                             % type(chain).__name__)
+                continue
             try:
                 keys.append((x509.load_pem_x509_certificates(chain.encode())[0], "the pulled log's chain"))
             except ValueError:
-                continue
-    return keys
+                notes.append("a chain stored for the device in the audit database holds no PEM certificate; skipped")
+    return keys, notes
 
 
 def _check_signer_is_sealing_device(report, data, manifest, seal):
@@ -578,13 +618,14 @@ def _check_reserved_code1(report, data, fields, seal, manifest, db):
             report.add("reserved_code1", SKIP, "no well-formed TC260:AIGC label to take it from")
         return
     try:
-        keys = _reserved_code1_keys(data, seal, manifest, db)
+        keys, notes = _reserved_code1_keys(data, seal, manifest, db)
     except sqlite3.Error as err:
         report.add("reserved_code1", SKIP, "the audit database cannot be read (%s)" % err)
         return
+    noted = "".join("; %s" % note for note in notes)
     if not keys:
         report.add("reserved_code1", SKIP, "device certificate unknown: the manifest is not Trusted or does not "
-                   "carry it; pull the device's log and give --db")
+                   "carry it; pull the device's log and give --db" + noted)
         return
     try:
         raw = aigc.decode_reserved_code1(fields["ReservedCode1"])
@@ -602,7 +643,7 @@ def _check_reserved_code1(report, data, fields, seal, manifest, db):
         report.add("reserved_code1", PASS, "device %s signature over label and pixels holds (key from %s)"
                    % (credentials.cert_serial(cert), source))
         return
-    report.add("reserved_code1", FAIL, "device signature does not match the label fields and pixels")
+    report.add("reserved_code1", FAIL, "device signature does not match the label fields and pixels" + noted)
 
 
 def _check_log(report, data, seal, db, log_problems):
@@ -670,7 +711,7 @@ def _crl_issuers(crl_pem, trust_anchors_pem, db, serial):
     except sqlite3.Error:
         chains = []  # the CRL file's own issuing CA certificate may still do
     for text in [crl_pem] + chains:
-        if text and "-----BEGIN CERTIFICATE-----" in text:
+        if isinstance(text, str) and "-----BEGIN CERTIFICATE-----" in text:  # not a BLOB from an edited database
             try:
                 candidates += x509.load_pem_x509_certificates(text.encode())
             except ValueError:

@@ -116,11 +116,29 @@ def write_jsonl(reports, out):
         out.write(json.dumps(row(r), ensure_ascii=False) + "\n")
 
 
+# A spreadsheet takes a cell that starts with one of these as a formula (=HYPERLINK(...)
+# in a file name would run when the CSV is opened): such a cell gets a leading single
+# quote (OWASP's advice for CSV injection). Only in CSV: JSONL keeps the raw value.
+_CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """One CSV cell: "" for None, a value that a spreadsheet would run as a formula
+    prefixed with a single quote, anything else as it is."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_CSV_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def write_csv(reports, out):
-    writer = csv.DictWriter(out, fieldnames=ROW_FIELDS, lineterminator="\n")
+    # Rows end in CRLF (RFC 4180): the writer quotes a field holding any character of the
+    # line terminator, so a carriage return in a file name stays inside its field too.
+    writer = csv.DictWriter(out, fieldnames=ROW_FIELDS, lineterminator="\r\n")
     writer.writeheader()
     for r in reports:
-        writer.writerow({k: "" if v is None else v for k, v in row(r).items()})
+        writer.writerow({k: csv_cell(v) for k, v in row(r).items()})
 
 
 def write_table(reports, out):

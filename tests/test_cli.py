@@ -309,3 +309,23 @@ def test_auto_port_without_a_device_is_one_line(tmp_path):
     result = run("host", "info", "--give-up-after", 0.5)
     assert result.returncode == 2 and _one_line_error(result), result.stderr
     assert "no serial ports found" in result.stderr or "no synthseal device found" in result.stderr
+
+
+def test_verify_refuses_an_unusable_crl_or_a_binary_pem_file_up_front(vendor_ca, tmp_path):
+    anchor = tmp_path / "root.pem"
+    anchor.write_text(vendor_ca[1])
+    binary = tmp_path / "root.der"
+    binary.write_bytes(b"\xff\x00\x30\x82 not text")
+    report = tmp_path / "report.json"
+    missing = tmp_path / "missing.jpg"  # no file is read: the error comes first
+    for options, message in [
+        (["--trust-anchor", anchor, "--crl", anchor], "error: CRL %s holds no PEM X.509 CRL" % anchor),
+        (["--trust-anchor", binary], "error: trust anchor %s is not PEM text" % binary),
+        (["--trust-anchor", anchor, "--crl", binary], "error: CRL %s is not PEM text" % binary),
+    ]:
+        result = run("host", "verify", *options, "--json", "--out", report, missing)
+        assert result.returncode == 2 and _one_line_error(result), result.stderr
+        assert result.stderr.startswith(message), result.stderr
+        assert result.stdout == "" and not report.exists()
+    result = run("host", "trace", "--db", tmp_path / "none.sqlite", "--trust-anchor", binary, missing)
+    assert result.returncode == 2 and result.stderr.startswith("error: trust anchor %s is not PEM text" % binary)

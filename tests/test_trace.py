@@ -5,9 +5,12 @@ a resize to half and a 10 % crop, and says "not traced" past the documented limi
 
 import base64
 import hashlib
+import io
 import json
+import os
 import shutil
 import sqlite3
+import struct
 import subprocess
 
 import c2pa
@@ -17,7 +20,7 @@ from PIL import Image, ImageFilter
 
 from synthseal.device import fingerprint, watermark
 from synthseal.device.camera import FakeCamera
-from synthseal.device.core import logrecord
+from synthseal.device.core import jpeg, logrecord
 from synthseal.device.explicit_label import draw_explicit_label
 from synthseal.device.seal import C2PA_ASSERTION_LABEL, C2PA_SOFT_BINDING_LABEL, Sealer
 from synthseal.device.service import DeviceAnswers
@@ -345,3 +348,72 @@ def test_a_watermark_copied_onto_another_picture_is_a_warning_not_a_pass(traced,
     assert trace["status"] == "warn" and "by its watermark only" in trace["detail"]
     assert report["traced_to"]["same_picture"] is False and report["traced_to"]["seq"] == result["seq"]
     assert report["result"] == "failed"
+
+
+def _claims_size(path, width, height):
+    """A small JPEG whose frame header claims width x height: what a decompression
+    bomb looks like before it is decoded."""
+    small = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(small, "JPEG")
+    data = bytearray(small.getvalue())
+    at = data.find(b"\xff\xc0")
+    struct.pack_into(">HH", data, at + 5, height, width)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_pipe_and_a_picture_larger_than_any_sealed_one_are_refused_before_reading(traced, tmp_path):
+    fifo = tmp_path / "fifo.jpg"
+    os.mkfifo(fifo)
+    done = run("host", "trace", "--db", traced["db"], fifo)  # a hang runs into run()'s timeout
+    assert done.returncode == 1 and "not a regular file" in done.stdout, done.stdout + done.stderr
+    found = trace_file(_claims_size(tmp_path / "huge.jpg", 10000, 10000), traced["db"])
+    assert not found["traced"] and found["detail"] == "10000×10000 pixels: larger than any image synthseal seals"
+    assert jpeg.MAX_PIXELS > 4056 * 3040  # the largest frame synthseal seals is still read
+
+
+def test_trace_shows_names_and_details_escaped(traced, tmp_path):
+    name = tmp_path / "a\x1b[31mred\x07\nline.jpg"
+    _jpeg(_decoded(traced["results"][0]["path"]), name, 75)
+    done = run("host", "trace", "--db", traced["db"], name)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3 and lines[0].startswith(str(tmp_path) + "/a\\x1b[31mred\\x07\\nline.jpg: sealed by device")
+
+
+# Drops a NOT NULL from the schema; ";;" ends the script: the next one runs on a new connection.
+_NOT_NULL = "PRAGMA writable_schema=ON; UPDATE sqlite_master SET sql=replace(sql, '%s', '%s') WHERE name='%s'; " \
+            "PRAGMA writable_schema=OFF;;"
+
+
+@pytest.mark.parametrize("edit, reason", [
+    ("UPDATE trace_index SET width='abc'", "recorded frame size 'abc' x %d left out" % HEIGHT),
+    (_NOT_NULL % ("width         INTEGER NOT NULL", "width INTEGER", "trace_index")
+     + "UPDATE trace_index SET width=NULL", "recorded frame size None x %d left out" % HEIGHT),
+    ("UPDATE trace_index SET width=-2028, height=-1520", "recorded frame size -2028 x -1520 left out"),
+    ("UPDATE trace_index SET width=8192, height=6144", "recorded frame size 8192 x 6144 left out"),
+    (_NOT_NULL % ("raw            BLOB NOT NULL", "raw BLOB", "records")
+     + "UPDATE records SET raw=NULL", "skipped: its bytes are NULL, not a BLOB"),
+    ("UPDATE records SET raw='hello'", "skipped: its bytes are str, not a BLOB"),
+])
+def test_odd_database_values_are_skipped_with_a_reason(traced, tmp_path, edit, reason):
+    db = tmp_path / "edited.sqlite"
+    shutil.copy(traced["db"], db)
+    for script in edit.split(";;"):  # a schema edit takes effect on the next connection
+        conn = sqlite3.connect(db)
+        conn.executescript(script)
+        conn.close()
+    copy = _jpeg(_decoded(traced["results"][0]["path"]), tmp_path / "q75.jpg", 75)  # the watermark path
+    found = trace_file(copy, db)
+    assert "unexpected error" not in found["detail"] and reason in found["detail"], found["detail"]
+    done = run("host", "trace", "--db", db, copy)
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr and reason in done.stdout
+
+
+def test_the_watermark_detector_tries_no_size_a_sealed_frame_cannot_have(monkeypatch):
+    tried = []
+    monkeypatch.setattr(watermark, "detect_luma", lambda plane: tried.append(plane.size)
+                        or {"identifier": None, "sync_score": 0.0, "margin": 0.0})
+    watermark.detect(Image.new("RGB", (160, 120)), sizes=[(8192, 6144), ("abc", 960), (-4, -3), (None, 480), (640, 480)])
+    assert tried == [(160, 120), (640, 480), (320, 240)]  # as it is, the recorded size, twice its size

@@ -9,6 +9,7 @@ import io
 import json
 import shutil
 import sqlite3
+import struct
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,8 @@ from synthseal.device import seal as seal_module
 from synthseal.device.seal import Sealer
 from synthseal.device.camera import FakeCamera
 from synthseal.host import ca, logdb
-from synthseal.host.verify import Verifier, verify_file
-from synthseal.host.verify_report import ROW_FIELDS, SCHEMA_PATH
+from synthseal.host.verify import Verifier, _reserved_code1_keys, verify_file
+from synthseal.host.verify_report import ROW_FIELDS, SCHEMA_PATH, csv_cell
 from tests.test_cli import run
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
@@ -279,3 +280,48 @@ def test_a_pipe_or_a_device_is_a_line_in_the_report_not_a_hang(anchor, tmp_path)
     result = run("host", "verify", "--trust-anchor", anchor, "--json", fifo, "/dev/zero")
     reports = json.loads(result.stdout)["reports"]
     assert result.returncode == 1 and [checks(r)["file"]["detail"] for r in reports] == ["not a regular file"] * 2
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_quoted_jsonl_keeps_them(sealed, anchor, tmp_path):
+    names = ["=HYPERLINK(\"x\").jpg", "+1.jpg", "-2.jpg", "@SUM(A1).jpg", "\tt.jpg", "\rr.jpg", "plain.jpg"]
+    for name in names:
+        shutil.copyfile(sealed["results"]["rig"]["path"], tmp_path / name)
+    out = tmp_path / "report.csv"  # read back with newline="": a carriage return stays in its cell
+    as_csv = run("host", "verify", "--trust-anchor", anchor, "--format", "csv", "--out", out, "--", *names, cwd=tmp_path)
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["file"] for r in rows] == ["'" + n for n in names[:-1]] + ["plain.jpg"], as_csv.stderr
+    assert all(r["result"] == "incomplete" for r in rows)
+    jsonl = run("host", "verify", "--trust-anchor", anchor, "--format", "jsonl", "--", *names, cwd=tmp_path)
+    assert [json.loads(line)["file"] for line in jsonl.stdout.splitlines()] == names
+    assert csv_cell("-") == "'-" and csv_cell(None) == "" and csv_cell(3) == 3 and csv_cell("a=b") == "a=b"
+
+
+def test_a_picture_larger_than_any_sealed_one_is_refused_from_its_header(anchor, tmp_path):
+    small = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(small, "JPEG")
+    data = bytearray(small.getvalue())
+    struct.pack_into(">HH", data, data.find(b"\xff\xc0") + 5, 10000, 10000)  # the frame header: height, width
+    huge = tmp_path / "huge.jpg"
+    huge.write_bytes(bytes(data))
+    result = run("host", "verify", "--trust-anchor", anchor, "--json", huge)
+    (report,) = json.loads(result.stdout)["reports"]
+    assert result.returncode == 1
+    assert checks(report)["file"] == {"check": "file", "status": "fail",
+                                      "detail": "10000×10000 pixels: larger than any image synthseal seals"}
+    assert [c["status"] for c in report["checks"][1:]] == ["skip"] * (len(report["checks"]) - 1)
+
+
+def test_a_device_chain_stored_as_a_blob_is_no_chain_with_a_reason(sealed, service_for, vendor_ca, tmp_path):
+    db = pulled_log(sealed, service_for, tmp_path / "audit.sqlite")
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE devices SET certificate_chain=x'ff00'")
+        conn.execute("UPDATE device_chains SET chain=x'ff00'")
+    conn.close()
+    with Verifier(vendor_ca[1], db) as verifier:  # the manifest's own certificate still verifies ReservedCode1
+        report = verifier.verify(sealed["results"]["rig"]["path"])
+        assert "verifier" not in checks(report) and checks(report)["reserved_code1"]["status"] == "pass", report
+        serial = report["device_serial"]
+        keys, notes = _reserved_code1_keys(b"", {"device_serial": serial}, None, verifier.db)  # the log's chains alone
+    assert keys == [] and notes and all("not PEM text (bytes)" in note for note in notes)

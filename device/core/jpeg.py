@@ -16,6 +16,16 @@ _APP15 = 0xEF
 _COM = 0xFE
 _SOS = 0xDA
 _MAX_SEGMENT = 0xFFFF - 2
+# Frame headers (SOF0..SOF15), not DHT (C4), JPG (C8) or DAC (CC).
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+# The most pixels a picture may have for the host to decode it (verify, trace) or to
+# scale one to (the watermark detector). The largest frame synthseal seals is 4056x3040
+# (a Pi HQ frame, about 12.3 megapixels); this is four times that, so a sealed frame
+# enlarged twice in each side is still read. The checks hold several float copies of a
+# frame: a flat 10000x10000 JPEG is 1.5 MB on disk and took 2.5 GB to verify. So the size
+# is read from the frame header and refused before anything is decoded.
+MAX_PIXELS = 50000000
 
 
 class JpegError(ValueError):
@@ -48,6 +58,26 @@ def segments(data):
         yield marker, at, end
         at = end
     raise JpegError("JPEG has no image scan (no SOS marker)")
+
+
+def frame_size(data):
+    """(width, height) from the JPEG's frame header (SOFn), without decoding; None when
+    the header has none before the scan. JpegError when the file is not a JPEG."""
+    for marker, start, end in segments(data):
+        if marker in _SOF and end - start >= 9:
+            height, width = struct.unpack(">HH", data[start + 5:start + 9])
+            return width, height
+    return None
+
+
+def size_allowed(size):
+    """Whether `size` is a (width, height) of positive integers within MAX_PIXELS: one a
+    recorded frame size or a frame header may give for the host to decode or scale to."""
+    try:
+        width, height = size
+    except (TypeError, ValueError):
+        return False
+    return all(type(v) is int and v > 0 for v in (width, height)) and width * height <= MAX_PIXELS
 
 
 def insert_xmp(data, xmp_packet):
