@@ -262,23 +262,31 @@ class Sealer:
             for s in batch:
                 s["tmp"].unlink(missing_ok=True)  # no record: the file must not appear
             raise SealError("frame not emitted: audit log append failed: %s: %s" % (type(err).__name__, err)) from err
-        append_ms = _ms_since(t)
+        # From here on the records exist: a failure leaves a temporary for the agent's
+        # start-up repair to complete, never a record without its file. Every file is
+        # renamed first and each output folder fsynced once for the whole group.
+        errors = {}
+        for s in batch:
+            try:
+                os.replace(s["tmp"], s["final"])
+            except OSError as err:
+                errors[s["seq"]] = err
+        for folder in {s["final"].parent for s in batch if s["seq"] not in errors}:
+            try:
+                fsync_dir(folder)
+            except OSError as err:
+                errors.update((s["seq"], err) for s in batch if s["final"].parent == folder and s["seq"] not in errors)
+        emit_ms = _ms_since(t)
         outcomes = []
         for s in batch:
-            # From here on the record exists: a failure leaves the temporary for the
-            # agent's start-up repair to complete, never a record without its file.
-            t = time.perf_counter()
-            tmp, final = s["tmp"], s["final"]
-            try:
-                os.replace(tmp, final)
-                fsync_dir(final.parent)
-            except OSError as err:
+            if s["seq"] in errors:
                 outcomes.append(SealError("sealed and logged as record %d, but the file could not be moved into place "
-                                          "(%s); the agent completes it from %s at its next start" % (s["seq"], err, tmp)))
+                                          "(%s); the agent completes it from %s at its next start"
+                                          % (s["seq"], errors[s["seq"]], s["tmp"])))
                 continue
             timings = s["timings"]
-            timings["log_emit_ms"] = round(append_ms + _ms_since(t), 3)
-            outcomes.append({"path": str(final), "produce_id": s["produce_id"], "seq": s["seq"],
+            timings["log_emit_ms"] = emit_ms
+            outcomes.append({"path": str(s["final"]), "produce_id": s["produce_id"], "seq": s["seq"],
                              "decision": s["decision"], "sha256": s["sha256"].hex(), "label": s["label"],
                              "timings": timings, "log_group": len(batch)})
         return outcomes
