@@ -174,6 +174,23 @@ def calibrate_threshold(calibration_probabilities, target=CALIBRATION_TARGET_FPR
     return 1.0
 
 
+def per_photograph_calibration(calibration_probabilities, sources, threshold):
+    """Which calibration photographs the threshold rests on: per photograph, the median
+    policy score of its crops and the share of its crops flagged at the threshold."""
+    from .metrics import flag_scores
+
+    scores = flag_scores(calibration_probabilities, list(dataset.LABELS))
+    result = {}
+    for source in sorted(set(sources.tolist())):
+        chosen = sources == source
+        result[source.split(":", 1)[-1]] = {
+            "n": int(chosen.sum()),
+            "median_score": float(np.median(scores[chosen])),
+            "flagged": float((scores[chosen] >= threshold).mean()),
+        }
+    return result
+
+
 def evaluate_and_write(heldout, calibration, trained):
     """Score the models in models/ on the calibration and held-out sets and write the
     metrics JSON and the model card. trained: what the training run knows (history,
@@ -209,6 +226,7 @@ def evaluate_and_write(heldout, calibration, trained):
             "n_photographs": int(len(calibration[0])),
             "flagged_at_threshold": float((flag_scores(calibration_probabilities, list(dataset.LABELS)) >= threshold).mean()),
             "curve": threshold_curve(calibration_probabilities, calibration[1], dataset.LABELS),
+            "per_photograph": per_photograph_calibration(calibration_probabilities, calibration[2], threshold),
         },
         "heldout": {
             "float32": evaluate(float_probabilities, labels, dataset.LABELS, threshold),

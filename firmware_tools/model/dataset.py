@@ -5,12 +5,15 @@ extract_patches (device.classifier.preprocess): training sees exactly what the d
 feeds the model, pixel for pixel.
 
 Sources, by role (the card lists them from SOURCES):
-- training only: photographs in scipy 1.11 (scipy/misc face, ascent) and matplotlib
-  (grace_hopper.jpg); POV-Ray sample scenes of the folders renders.POVRAY_TRAIN_FOLDERS;
+- training only: photographs in scipy 1.11 (scipy/misc face, ascent), matplotlib
+  (grace_hopper.jpg) and the OpenCV sample data of Debian's opencv-doc
+  (OPENCV_TRAIN_PHOTO_FILES, examples/data and alphamat); POV-Ray sample scenes of the folders renders.POVRAY_TRAIN_FOLDERS;
   the numpy render families of scenes.py; the simulated camera on natural content;
   RGB-stripe and PenTile panels.
 - calibration only (the default threshold): photographs in scikit-learn (china.jpg,
-  flower.jpg) and PyWavelets (aero), used neither for training nor for the held-out figures.
+  flower.jpg), PyWavelets (aero) and other opencv-doc sample folders
+  (OPENCV_CALIBRATION_PHOTO_FILES: hfs, reg, dnn_superres, text scene photographs, aero1),
+  used neither for training nor for the held-out figures.
 - held-out only: photographs in scikit-image 0.22 (skimage/data), POV-Ray sample scenes
   of renders.POVRAY_HELDOUT_FOLDERS, matplotlib mplot3d renders (an engine training
   never saw), LED-wall panels (a layout training never saw) beside the two trained ones.
@@ -51,13 +54,43 @@ HELDOUT_POVRAY_MAX = 80
 HELDOUT_SCREENS = 60
 CALIBRATION_CROPS_PER_PHOTO = 30
 
+# Camera photographs among the OpenCV samples in Debian's opencv-doc (installed by
+# `make model`), each looked at by eye. Left out on purpose: drawings, logos, text pages,
+# test patterns and renders (Blender_Suzanne*, ml.png, pic*.png, cards, HappyFish, ...),
+# the painting starry_night, images with synthetic or edited content (ela_modified,
+# text_defocus, text_motion, licenseplate_motion), and the second view of every stereo
+# or flow pair (aloeR, leuvenB, right*, left02-14, basketball2, rubberwhale2, graf3,
+# aero3) so that no scene sits on both sides of the training/calibration split.
+OPENCV_EXAMPLES = Path("/usr/share/doc/opencv-doc/examples")
+OPENCV_TRAIN_PHOTO_FILES = (
+    "data/aloeL.jpg", "data/apple.jpg", "data/baboon.jpg", "data/basketball1.png",
+    "data/blox.jpg", "data/board.jpg", "data/box.png", "data/box_in_scene.png",
+    "data/building.jpg", "data/butterfly.jpg", "data/chicky_512.png", "data/ela_original.jpg",
+    "data/fruits.jpg", "data/graf1.png", "data/home.jpg", "data/left.jpg", "data/left01.jpg",
+    "data/leuvenA.jpg", "data/messi5.jpg", "data/orange.jpg", "data/pca_test1.jpg",
+    "data/rubberwhale1.png", "data/squirrel_cls.jpg", "data/stuff.jpg", "data/sudoku.png",
+    "alphamat/input_images/plant.jpg",
+)
+# Calibration photographs come from other folders of the same package than the training
+# ones (and aero1, whose neighbour aero3 is left out), so they are neither trained on nor
+# views of a trained scene.
+OPENCV_CALIBRATION_PHOTO_FILES = (
+    "data/aero1.jpg", "dnn_superres/butterfly.png", "hfs/data/000.jpg", "hfs/data/001.jpg",
+    "hfs/data/002.jpg", "reg/home.png", "text/scenetext01.jpg", "text/scenetext02.jpg",
+    "text/scenetext03.jpg", "text/scenetext04.jpg", "text/scenetext05.jpg", "text/scenetext06.jpg",
+)
+OPENCV_LICENCE = ("Apache-2.0 AND BSD-3-Clause (Debian copyright file of opencv, `Files: *`); "
+                  "the photographs' own origin is not stated there")
+
 # What the card says about every source: role, package, files, licence.
 SOURCES = [
     {"class": "real", "role": "train", "package": "scipy 1.11 (wheel)", "files": "scipy/misc/face.dat, ascent.dat", "count": 2, "licence": "public domain (per the scipy.misc docstrings)"},
     {"class": "real", "role": "train", "package": "matplotlib 3.8 (wheel)", "files": "mpl-data/sample_data/grace_hopper.jpg", "count": 1, "licence": "public domain (US Navy photograph)"},
+    {"class": "real", "role": "train", "package": "Debian opencv-doc 4.6 (OpenCV samples)", "files": "examples/: " + ", ".join(OPENCV_TRAIN_PHOTO_FILES), "count": len(OPENCV_TRAIN_PHOTO_FILES), "licence": OPENCV_LICENCE},
     {"class": "real", "role": "train", "package": "synthseal scenes.py", "files": "simulated camera (RGGB mosaic, shot+read noise, bilinear demosaic, tone curve, sharpening, JPEG) on dead-leaves, landscape and flat subjects", "count": None, "licence": "Apache-2.0 (this project)"},
     {"class": "real", "role": "calibration", "package": "scikit-learn 1.5 (wheel)", "files": "sklearn/datasets/images/china.jpg, flower.jpg", "count": 2, "licence": "CC-BY 2.0 (sklearn/datasets/images/README.txt)"},
     {"class": "real", "role": "calibration", "package": "PyWavelets 1.7 (wheel)", "files": "pywt/data/aero.npz", "count": 1, "licence": "shipped in PyWavelets (MIT); the image's own origin is not stated there"},
+    {"class": "real", "role": "calibration", "package": "Debian opencv-doc 4.6 (OpenCV samples)", "files": "examples/: " + ", ".join(OPENCV_CALIBRATION_PHOTO_FILES), "count": len(OPENCV_CALIBRATION_PHOTO_FILES), "licence": OPENCV_LICENCE},
     {"class": "real", "role": "held out", "package": "scikit-image 0.22 (wheel)", "files": "skimage/data: " + ", ".join(HELDOUT_PHOTO_FILES), "count": len(HELDOUT_PHOTO_FILES), "licence": "per file in skimage/data/README.txt"},
     {"class": "synthetic", "role": "train", "package": "synthseal scenes.py", "files": "numpy renders: flat_shapes, cg_texture, ui_text, clean_scene, shaded_3d (ray-cast)", "count": None, "licence": "Apache-2.0 (this project)"},
     {"class": "synthetic", "role": "train", "package": "Debian povray 3.7 + povray-examples", "files": "sample scenes in " + ", ".join(renders.POVRAY_TRAIN_FOLDERS) + ", rendered here at 400x300, AA 0.3", "count": "POVRAY_TRAIN", "licence": "scenes CC-BY-3.0, include files CC-BY-SA-3.0 (Debian copyright file); renders made here"},
@@ -75,6 +108,16 @@ def _as_rgb(array):
     return np.ascontiguousarray(array[..., :3].astype(np.uint8))
 
 
+def opencv_photos(files):
+    """(name, RGB array) of OpenCV sample photographs from Debian's opencv-doc."""
+    missing = [name for name in files if not (OPENCV_EXAMPLES / name).is_file()]
+    if missing:
+        raise SystemExit(f"missing OpenCV sample photographs under {OPENCV_EXAMPLES}: {', '.join(missing)}; "
+                         "install Debian's opencv-doc (`make model` does; a dpkg path-exclude of "
+                         "/usr/share/doc drops them)")
+    return [(name, _as_rgb(Image.open(OPENCV_EXAMPLES / name).convert("RGB"))) for name in files]
+
+
 def training_photos():
     """The training photographs, never the calibration or evaluation ones."""
     from matplotlib import cbook
@@ -84,7 +127,8 @@ def training_photos():
         hopper = np.asarray(Image.open(handle).convert("RGB"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return [_as_rgb(misc.face()), _as_rgb(misc.ascent()), _as_rgb(hopper)]
+        packaged = [_as_rgb(misc.face()), _as_rgb(misc.ascent()), _as_rgb(hopper)]
+    return packaged + [photo for _, photo in opencv_photos(OPENCV_TRAIN_PHOTO_FILES)]
 
 
 def calibration_photos():
@@ -93,7 +137,8 @@ def calibration_photos():
 
     images = load_sample_images()
     named = [(Path(name).name, _as_rgb(image)) for name, image in zip(images.filenames, images.images)]
-    return named + [("aero", _as_rgb(np.clip(pywt.data.aero(), 0, 255)))]
+    return (named + [("aero", _as_rgb(np.clip(pywt.data.aero(), 0, 255)))]
+            + opencv_photos(OPENCV_CALIBRATION_PHOTO_FILES))
 
 
 def heldout_photos():

@@ -16,8 +16,16 @@ $(TRAIN_VENV)/.stamp-train: pyproject.toml
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq povray povray-examples; }
 	@touch $@
 
+# Real photographs for training and calibration: the OpenCV sample images in Debian's
+# opencv-doc (examples/data and other sample folders; dataset.OPENCV_*_PHOTO_FILES).
+# A Docker-style dpkg path-exclude of /usr/share/doc would drop them: dataset.py says so.
+.stamp-opencv-doc: firmware_tools/model/model.mk
+	@[ -f /usr/share/doc/opencv-doc/examples/data/fruits.jpg ] || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opencv-doc; }
+	@touch $@
+
 # Renders and generated frames are cached in build/model/ (frames under a hash of the
 # generator code), so a re-run after a code change regenerates them and an unchanged
 # re-run only retrains. Training runs niced: it shares the machine.
-model: $(TRAIN_VENV)/.stamp-train .stamp-povray
+model: $(TRAIN_VENV)/.stamp-train .stamp-povray .stamp-opencv-doc
 	nice -n 19 $(TRAIN_PY) -m synthseal.firmware_tools.model.build

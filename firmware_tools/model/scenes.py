@@ -498,8 +498,10 @@ def robustness_augment(rng, frame):
         frame = blur_u8(frame, rng.uniform(0.3, 1.2))
     if rng.random() < 0.25:
         frame = brightness(frame, rng.uniform(0.5, 1.4), rng.uniform(0.75, 1.35))
-    if rng.random() < 0.35:
+    # Noise then recompression is how a forger hides a render's clean pixels: half of the
+    # frames of every class get noise, half are recompressed (a quarter get both).
+    if rng.random() < 0.5:
         frame = add_noise(frame, rng.uniform(1.0, 8.0), rng, per_channel=rng.random() < 0.7)
-    if rng.random() < 0.45:
+    if rng.random() < 0.5:
         frame = jpeg_roundtrip(frame, rng.uniform(60, 98))
     return frame
