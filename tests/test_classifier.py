@@ -160,14 +160,21 @@ def test_heldout_and_calibration_sets_are_the_ones_the_card_was_measured_on():
 def test_heldout_sources_were_never_trained_on():
     """The card's source table: every held-out source is held out as a whole, and the
     held-out real photographs come from a package no training or calibration photo comes from."""
-    _, _, sources = _load(HELDOUT)
+    _, labels, sources = _load(HELDOUT)
     roles = {}
     for source in METRICS["sources"]:
         roles.setdefault(source["package"], set()).add(source["role"])
     heldout_real = [s["package"] for s in METRICS["sources"] if s["class"] == "real" and s["role"] == "held out"]
     other_real = [s["package"] for s in METRICS["sources"] if s["class"] == "real" and s["role"] != "held out"]
     assert heldout_real and not set(heldout_real) & set(other_real)
-    assert {s.split(":")[0] for s in sources[np.char.startswith(sources.astype(str), "skimage:")]} == {"skimage"}
+    from synthseal.firmware_tools.model import dataset
+    heldout_files = {"skimage": set(dataset.HELDOUT_PHOTO_FILES), "lomiri": set(dataset.HELDOUT_LOMIRI_PHOTO_FILES)}
+    real_sources = [s.split(":", 1) for s in sources[labels == 0]]
+    assert {package for package, _ in real_sources} == set(heldout_files)
+    assert all(name in heldout_files[package] for package, name in real_sources)
+    other_files = (set(dataset.OPENCV_TRAIN_PHOTO_FILES) | set(dataset.OPENCV_CALIBRATION_PHOTO_FILES)
+                   | set(dataset.MATE_TRAIN_PHOTO_FILES) | set(dataset.MATE_CALIBRATION_PHOTO_FILES))
+    assert not {name for _, name in real_sources} & other_files
     from synthseal.firmware_tools.model import renders
     assert not set(renders.POVRAY_TRAIN_FOLDERS) & set(renders.POVRAY_HELDOUT_FOLDERS)
     povray = {s.split(":", 1)[1] for s in sources if s.startswith("povray:")}

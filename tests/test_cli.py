@@ -255,7 +255,7 @@ def test_demo_runs_end_to_end_and_prints_the_table(tmp_path):
     # camera), then 2 clean renders the camera films, declared as captures.
     assert len(table) == 5 and all(row[-1] == "verified" for row in table)  # with the log and the CRL: every check made
     assert [row[1] for row in table][:3] == ["1", "-", "1"]
-    # The clean renders score 0.98-1.0 synthetic; at the calibrated default threshold (0.99
+    # The clean renders score 0.98-1.0 synthetic; at the calibrated default threshold (0.63
     # with the shipped model, models/MODEL_CARD.md) at least one is labelled suspected.
     assert set(row[1] for row in table[3:]) <= {"3", "-"} and "3" in [row[1] for row in table[3:]]
     assert [row[-3] for row in table] == ["intake:demo-rig", "camera:fake", "intake:demo-rig",

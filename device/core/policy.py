@@ -53,7 +53,7 @@ POLICY_TABLE = {
 }
 # Calibrated with the shipped model: the lowest threshold that flags at most 1 % of the
 # calibration photographs (models/MODEL_CARD.md, "Calibration"); a new model brings its own.
-DEFAULT_THRESHOLD = 0.99
+DEFAULT_THRESHOLD = 0.63
 # Classifier class -> the rule it triggers for an undeclared capture.
 CLASS_RULES = {"synthetic": "capture-synthetic", "screen": "capture-screen"}
 

@@ -285,6 +285,12 @@ def main(argv=None):
 
     if args.card_only:
         trained = json.loads(METRICS_FILE.read_text(encoding="utf-8"))
+        # The source list as the code states it now; the POV-Ray counts are what rendered
+        # for the training run.
+        rendered = {(s["class"], s["role"], s["package"]): s["count"] for s in trained["sources"]}
+        trained["sources"] = [dict(source, count=rendered.get((source["class"], source["role"], source["package"]),
+                                                               source["count"]))
+                              if isinstance(source["count"], str) else source for source in dataset.SOURCES]
         evaluate_and_write(dataset.load_split(HELDOUT_FILE), dataset.load_split(CALIBRATION_FILE), trained)
         print(f"rewrote {CARD_FILE.relative_to(REPO)} and {METRICS_FILE.relative_to(REPO)}")
         return

@@ -7,14 +7,17 @@ feeds the model, pixel for pixel.
 Sources, by role (the card lists them from SOURCES):
 - training only: photographs in scipy 1.11 (scipy/misc face, ascent), matplotlib
   (grace_hopper.jpg) and the OpenCV sample data of Debian's opencv-doc
-  (OPENCV_TRAIN_PHOTO_FILES, examples/data and alphamat); POV-Ray sample scenes of the folders renders.POVRAY_TRAIN_FOLDERS;
+  (OPENCV_TRAIN_PHOTO_FILES, examples/data and alphamat), eight of the nature
+  photographs of Debian's mate-backgrounds (MATE_TRAIN_PHOTO_FILES); POV-Ray sample scenes of the folders renders.POVRAY_TRAIN_FOLDERS;
   the numpy render families of scenes.py; the simulated camera on natural content;
   RGB-stripe and PenTile panels.
 - calibration only (the default threshold): photographs in scikit-learn (china.jpg,
   flower.jpg), PyWavelets (aero) and other opencv-doc sample folders
   (OPENCV_CALIBRATION_PHOTO_FILES: hfs, reg, dnn_superres, text scene photographs, aero1),
-  used neither for training nor for the held-out figures.
-- held-out only: photographs in scikit-image 0.22 (skimage/data), POV-Ray sample scenes
+  and four of mate-backgrounds' nature photographs (MATE_CALIBRATION_PHOTO_FILES), used
+  neither for training nor for the held-out figures.
+- held-out only: photographs in scikit-image 0.22 (skimage/data) and Debian's
+  lomiri-wallpapers-16.04 (full-size camera photographs), POV-Ray sample scenes
   of renders.POVRAY_HELDOUT_FOLDERS, matplotlib mplot3d renders (an engine training
   never saw), LED-wall panels (a layout training never saw) beside the two trained ones.
 No held-out or calibration photograph reaches training in any form (neither as a "real"
@@ -48,6 +51,18 @@ HELDOUT_PHOTO_FILES = (
     "coffee.png", "coins.png", "grass.png", "gravel.png", "moon.png",
     "motorcycle_left.png", "rocket.jpg", "text.png",
 )
+# Camera photographs of the Ubuntu 16.04 wallpaper contest in Debian's
+# lomiri-wallpapers-16.04: full-size captures (1365x1074 up to 5312x2988) from several
+# cameras, the closest thing in a package to the frames the device sees. Left out:
+# analogpattern (an abstract texture, not clearly a photograph).
+LOMIRI_FOLDER = Path("/usr/share/backgrounds")
+HELDOUT_LOMIRI_PHOTO_FILES = (
+    "Bridge_by_Sander_Klootwijk.jpg", "Dragonfly_by_Bolly.jpg", "Picture_0B_by_freespace.jpg",
+    "Picture_1A_by_freespace.jpg", "Wine_by_Jakkub_Mede.jpg", "aitzgorri_by_Aitzol_Berasategi.jpg",
+    "free_by_Peter_Nerlich.jpg", "friends_by_Aitzol_Berasategi.jpg", "greentock_by_Peter_Nerlich.jpg",
+    "life_by_Aitzol_Berasategi.jpg", "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+    "seeding_by_Clements_Engelhardt.jpg", "sunset_by_Aitzol_Berasategi.jpg",
+)
 HELDOUT_CROPS_PER_PHOTO = 8
 HELDOUT_MPLOT3D_RENDERS = 40
 HELDOUT_POVRAY_MAX = 80
@@ -79,6 +94,18 @@ OPENCV_CALIBRATION_PHOTO_FILES = (
     "hfs/data/002.jpg", "reg/home.png", "text/scenetext01.jpg", "text/scenetext02.jpg",
     "text/scenetext03.jpg", "text/scenetext04.jpg", "text/scenetext05.jpg", "text/scenetext06.jpg",
 )
+# Photographs among the MATE desktop's wallpapers in Debian's mate-backgrounds (installed by
+# `make model`): the "nature" folder, twelve camera photographs (macro, bokeh, grass, sky,
+# wood), each looked at by eye. The abstract and desktop folders are drawings and renders
+# and are left out. Close-ups with blurred backgrounds are what a small traces model most
+# easily mistakes for a render, so eight train it and four more calibrate the threshold.
+MATE_NATURE = Path("/usr/share/backgrounds/mate/nature")
+MATE_TRAIN_PHOTO_FILES = (
+    "Aqua.jpg", "Blinds.jpg", "Dune.jpg", "FreshFlower.jpg",
+    "Garden.jpg", "GreenMeadow.jpg", "LadyBird.jpg", "RainDrops.jpg",
+)
+MATE_CALIBRATION_PHOTO_FILES = ("Storm.jpg", "TwoWings.jpg", "Wood.jpg", "YellowFlower.jpg")
+MATE_LICENCE = "GPL-2+, one photographer or two per file (Debian copyright file of mate-backgrounds)"
 OPENCV_LICENCE = ("Apache-2.0 AND BSD-3-Clause (Debian copyright file of opencv, `Files: *`); "
                   "the photographs' own origin is not stated there")
 
@@ -87,11 +114,14 @@ SOURCES = [
     {"class": "real", "role": "train", "package": "scipy 1.11 (wheel)", "files": "scipy/misc/face.dat, ascent.dat", "count": 2, "licence": "public domain (per the scipy.misc docstrings)"},
     {"class": "real", "role": "train", "package": "matplotlib 3.8 (wheel)", "files": "mpl-data/sample_data/grace_hopper.jpg", "count": 1, "licence": "public domain (US Navy photograph)"},
     {"class": "real", "role": "train", "package": "Debian opencv-doc 4.6 (OpenCV samples)", "files": "examples/: " + ", ".join(OPENCV_TRAIN_PHOTO_FILES), "count": len(OPENCV_TRAIN_PHOTO_FILES), "licence": OPENCV_LICENCE},
+    {"class": "real", "role": "train", "package": "Debian mate-backgrounds 1.26", "files": "backgrounds/mate/nature/: " + ", ".join(MATE_TRAIN_PHOTO_FILES), "count": len(MATE_TRAIN_PHOTO_FILES), "licence": MATE_LICENCE},
     {"class": "real", "role": "train", "package": "synthseal scenes.py", "files": "simulated camera (RGGB mosaic, shot+read noise, bilinear demosaic, tone curve, sharpening, JPEG) on dead-leaves, landscape and flat subjects", "count": None, "licence": "Apache-2.0 (this project)"},
     {"class": "real", "role": "calibration", "package": "scikit-learn 1.5 (wheel)", "files": "sklearn/datasets/images/china.jpg, flower.jpg", "count": 2, "licence": "CC-BY 2.0 (sklearn/datasets/images/README.txt)"},
     {"class": "real", "role": "calibration", "package": "PyWavelets 1.7 (wheel)", "files": "pywt/data/aero.npz", "count": 1, "licence": "shipped in PyWavelets (MIT); the image's own origin is not stated there"},
     {"class": "real", "role": "calibration", "package": "Debian opencv-doc 4.6 (OpenCV samples)", "files": "examples/: " + ", ".join(OPENCV_CALIBRATION_PHOTO_FILES), "count": len(OPENCV_CALIBRATION_PHOTO_FILES), "licence": OPENCV_LICENCE},
+    {"class": "real", "role": "calibration", "package": "Debian mate-backgrounds 1.26", "files": "backgrounds/mate/nature/: " + ", ".join(MATE_CALIBRATION_PHOTO_FILES), "count": len(MATE_CALIBRATION_PHOTO_FILES), "licence": MATE_LICENCE},
     {"class": "real", "role": "held out", "package": "scikit-image 0.22 (wheel)", "files": "skimage/data: " + ", ".join(HELDOUT_PHOTO_FILES), "count": len(HELDOUT_PHOTO_FILES), "licence": "per file in skimage/data/README.txt"},
+    {"class": "real", "role": "held out", "package": "Debian lomiri-wallpapers-16.04 20.04.0", "files": "backgrounds/: " + ", ".join(HELDOUT_LOMIRI_PHOTO_FILES), "count": len(HELDOUT_LOMIRI_PHOTO_FILES), "licence": "CC-BY-4.0, CC-BY-SA-4.0 or CC0-1.0 per file (Debian copyright file of lomiri-wallpapers)"},
     {"class": "synthetic", "role": "train", "package": "synthseal scenes.py", "files": "numpy renders: flat_shapes, cg_texture, ui_text, clean_scene, shaded_3d (ray-cast)", "count": None, "licence": "Apache-2.0 (this project)"},
     {"class": "synthetic", "role": "train", "package": "Debian povray 3.7 + povray-examples", "files": "sample scenes in " + ", ".join(renders.POVRAY_TRAIN_FOLDERS) + ", rendered here at 400x300, AA 0.3", "count": "POVRAY_TRAIN", "licence": "scenes CC-BY-3.0, include files CC-BY-SA-3.0 (Debian copyright file); renders made here"},
     {"class": "synthetic", "role": "held out", "package": "Debian povray 3.7 + povray-examples", "files": "sample scenes in " + ", ".join(renders.POVRAY_HELDOUT_FOLDERS) + ", rendered here at 400x300, AA 0.3", "count": "POVRAY_HELDOUT", "licence": "scenes CC-BY-3.0, include files CC-BY-SA-3.0 (Debian copyright file); renders made here"},
@@ -108,14 +138,23 @@ def _as_rgb(array):
     return np.ascontiguousarray(array[..., :3].astype(np.uint8))
 
 
-def opencv_photos(files):
-    """(name, RGB array) of OpenCV sample photographs from Debian's opencv-doc."""
-    missing = [name for name in files if not (OPENCV_EXAMPLES / name).is_file()]
+def package_photos(folder, files, install):
+    """(name, RGB array) of photographs a package installs under folder; install says
+    what to install when some are missing."""
+    missing = [name for name in files if not (folder / name).is_file()]
     if missing:
-        raise SystemExit(f"missing OpenCV sample photographs under {OPENCV_EXAMPLES}: {', '.join(missing)}; "
-                         "install Debian's opencv-doc (`make model` does; a dpkg path-exclude of "
-                         "/usr/share/doc drops them)")
-    return [(name, _as_rgb(Image.open(OPENCV_EXAMPLES / name).convert("RGB"))) for name in files]
+        raise SystemExit(f"missing sample photographs under {folder}: {', '.join(missing)}; "
+                         f"install {install} (`make model` does)")
+    return [(name, _as_rgb(Image.open(folder / name).convert("RGB"))) for name in files]
+
+
+def opencv_photos(files):
+    return package_photos(OPENCV_EXAMPLES, files, "Debian's opencv-doc (a dpkg path-exclude of /usr/share/doc drops "
+                          "its examples)")
+
+
+def mate_photos(files):
+    return package_photos(MATE_NATURE, files, "Debian's mate-backgrounds")
 
 
 def training_photos():
@@ -128,7 +167,8 @@ def training_photos():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         packaged = [_as_rgb(misc.face()), _as_rgb(misc.ascent()), _as_rgb(hopper)]
-    return packaged + [photo for _, photo in opencv_photos(OPENCV_TRAIN_PHOTO_FILES)]
+    named = opencv_photos(OPENCV_TRAIN_PHOTO_FILES) + mate_photos(MATE_TRAIN_PHOTO_FILES)
+    return packaged + [photo for _, photo in named]
 
 
 def calibration_photos():
@@ -138,14 +178,17 @@ def calibration_photos():
     images = load_sample_images()
     named = [(Path(name).name, _as_rgb(image)) for name, image in zip(images.filenames, images.images)]
     return (named + [("aero", _as_rgb(np.clip(pywt.data.aero(), 0, 255)))]
-            + opencv_photos(OPENCV_CALIBRATION_PHOTO_FILES))
+            + opencv_photos(OPENCV_CALIBRATION_PHOTO_FILES) + mate_photos(MATE_CALIBRATION_PHOTO_FILES))
 
 
 def heldout_photos():
+    """(source, RGB array): source is "package:file"."""
     import skimage
 
     data_dir = Path(skimage.__file__).resolve().parent / "data"
-    return [(name, _as_rgb(Image.open(data_dir / name).convert("RGB"))) for name in HELDOUT_PHOTO_FILES]
+    return ([(f"skimage:{name}", photo) for name, photo in package_photos(data_dir, HELDOUT_PHOTO_FILES, "scikit-image 0.22")]
+            + [(f"lomiri:{name}", photo) for name, photo in
+               package_photos(LOMIRI_FOLDER, HELDOUT_LOMIRI_PHOTO_FILES, "Debian's lomiri-wallpapers-16.04")])
 
 
 def random_frame_size(rng):
@@ -189,18 +232,18 @@ def engine_render(rng, engine_renders):
 
 def make_real(rng, photos):
     pick = rng.random()
-    if pick < 0.35:
+    if pick < 0.45:
         # A photograph as a package ships it: already captured, processed and stored.
         photo = photos[int(rng.integers(0, len(photos)))]
         return random_crop(rng, photo), "photo"
     height, width = random_frame_size(rng)
-    if pick < 0.5:
+    if pick < 0.57:
         # The same photographs as scenes in front of the simulated camera: content the
         # render classes also show, so that content alone decides nothing.
         photo = photos[int(rng.integers(0, len(photos)))]
         content = scenes.resize(scenes.to_float(random_crop(rng, photo)), height, width, Image.BICUBIC)
         source = "camera_of_photo"
-    elif pick < 0.65:
+    elif pick < 0.7:
         # A camera filming a flat, printed or painted subject is still a real capture.
         content, _ = numpy_render(rng, height, width)
         source = "camera_of_flat_subject"
@@ -290,7 +333,7 @@ def _make_training_sample(job):
         frame, source = make_synthetic(rng, engine)
     else:
         frame, source = make_screen(rng, photos, engine, TRAIN_PANELS)
-    frame = scenes.robustness_augment(rng, maybe_grayscale(rng, frame))
+    frame = scenes.robustness_augment(rng, maybe_grayscale(rng, frame), forged=label != "real")
     return to_patches(frame), class_index, source
 
 
@@ -317,7 +360,7 @@ def _make_heldout_sample(job):
         name, photo = photos[index // HELDOUT_CROPS_PER_PHOTO]
         # The first view of each photograph is the whole of it, as the package ships it.
         frame = photo if index % HELDOUT_CROPS_PER_PHOTO == 0 else random_crop(rng, photo, 0.5)
-        return to_patches(frame), 0, f"skimage:{name}"
+        return to_patches(frame), 0, name
     if kind == "povray":
         name, image = engine[index]
         return to_patches(image), 1, "povray:" + name.split("/")[0]

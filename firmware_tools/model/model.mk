@@ -24,8 +24,22 @@ $(TRAIN_VENV)/.stamp-train: pyproject.toml
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opencv-doc; }
 	@touch $@
 
+# More real photographs: the nature wallpapers of Debian's mate-backgrounds
+# (dataset.MATE_*_PHOTO_FILES).
+.stamp-mate-backgrounds: firmware_tools/model/model.mk
+	@[ -f /usr/share/backgrounds/mate/nature/Storm.jpg ] || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mate-backgrounds; }
+	@touch $@
+
+# Held-out real photographs at camera size: Debian's lomiri-wallpapers-16.04
+# (dataset.HELDOUT_LOMIRI_PHOTO_FILES).
+.stamp-lomiri-wallpapers: firmware_tools/model/model.mk
+	@[ -f /usr/share/backgrounds/seeding_by_Clements_Engelhardt.jpg ] || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lomiri-wallpapers-16.04; }
+	@touch $@
+
 # Renders and generated frames are cached in build/model/ (frames under a hash of the
 # generator code), so a re-run after a code change regenerates them and an unchanged
 # re-run only retrains. Training runs niced: it shares the machine.
-model: $(TRAIN_VENV)/.stamp-train .stamp-povray .stamp-opencv-doc
+model: $(TRAIN_VENV)/.stamp-train .stamp-povray .stamp-opencv-doc .stamp-mate-backgrounds .stamp-lomiri-wallpapers
 	nice -n 19 $(TRAIN_PY) -m synthseal.firmware_tools.model.build

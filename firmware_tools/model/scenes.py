@@ -488,19 +488,23 @@ def rescale(image_u8, factor, resample=Image.BICUBIC):
     return np.asarray(Image.fromarray(image_u8).resize(size, resample))
 
 
-def robustness_augment(rng, frame):
-    """What happens to frames on their way (or to a forger hiding a render): noise, blur,
-    rescaling, brightness changes, recompression. Applied to every class alike in training,
-    so none of them is a cue for a class."""
+def robustness_augment(rng, frame, forged=False):
+    """What happens to frames on their way: blur, rescaling, brightness changes and
+    recompression, applied to every class alike so that none of them is a cue.
+
+    Added noise is different: it is how a forger hides a render's clean pixels, and no
+    camera makes it. A sensor's noise (shot and read noise) passes through the demosaic,
+    the ISP's denoise and sharpening, which correlate it across neighbouring pixels and
+    channels; the real class gets its noise only from the simulated camera. So only
+    renders and screens (forged=True) get white noise added, 60% of them, per channel or
+    as one luminance field; that teaches the model that added noise is no sign of a capture."""
     if rng.random() < 0.2:
         frame = rescale(frame, rng.uniform(0.5, 1.5), [Image.BILINEAR, Image.BICUBIC, Image.LANCZOS, Image.BOX][int(rng.integers(0, 4))])
     if rng.random() < 0.15:
         frame = blur_u8(frame, rng.uniform(0.3, 1.2))
     if rng.random() < 0.25:
         frame = brightness(frame, rng.uniform(0.5, 1.4), rng.uniform(0.75, 1.35))
-    # Noise then recompression is how a forger hides a render's clean pixels: half of the
-    # frames of every class get noise, half are recompressed (a quarter get both).
-    if rng.random() < 0.5:
+    if forged and rng.random() < 0.6:
         frame = add_noise(frame, rng.uniform(1.0, 8.0), rng, per_channel=rng.random() < 0.7)
     if rng.random() < 0.5:
         frame = jpeg_roundtrip(frame, rng.uniform(60, 98))
