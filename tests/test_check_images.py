@@ -78,3 +78,15 @@ def test_a_threshold_outside_zero_to_one_is_refused(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         check_images.main(["--real", str(tmp_path), "--renders", str(tmp_path), "--threshold", "1.5"])
     assert exit_info.value.code == 2
+
+
+def test_odd_pixel_formats_are_read_right_or_refused(tmp_path):
+    ramp = np.tile(np.linspace(0, 65535, 128).astype(np.uint16), (96, 1))
+    Image.fromarray(ramp).save(tmp_path / "deep.png")  # 16-bit greyscale
+    frame, problem = check_images.read_frame(tmp_path / "deep.png")
+    assert problem is None and frame.shape == (96, 128, 3)
+    assert frame[0, 0, 0] == 0 and frame[0, -1, 0] == 255 and 120 < frame[0, 64, 0] < 136
+    Image.fromarray(np.zeros((96, 128), np.float32)).save(tmp_path / "float.tif")
+    assert "convert it to 8-bit" in check_images.read_frame(tmp_path / "float.tif")[1]
+    Image.fromarray(np.zeros((1, 5000, 3), np.uint8)).save(tmp_path / "line.png")
+    assert "smaller than one 64-pixel patch" in check_images.read_frame(tmp_path / "line.png")[1]

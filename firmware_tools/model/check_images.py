@@ -28,6 +28,7 @@ from ...device.core.policy import CLASS_RULES, DEFAULT_THRESHOLD
 from .metrics import roc_auc
 from .scenes import add_noise, jpeg_roundtrip
 
+PATCH_SIDE = 64  # the model's patch: a smaller frame would be mirrored out to it
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm"}
 FORGER_NOISE_SIGMA = 4.0
 FORGER_JPEG_QUALITY = 90
@@ -47,12 +48,22 @@ def image_files(folder):
     return files
 
 
-def read_frame(path):
-    """An RGB uint8 frame, or None with a reason for a file that is not a usable image."""
+def read_frame(path, min_side=PATCH_SIDE):
+    """An RGB uint8 frame, or None with a reason for a file that is not a usable image.
+
+    16-bit greyscale keeps its top 8 bits (Pillow's own conversion would clip it to
+    white); 32-bit integer and float pixels have no agreed 8-bit scale and are refused."""
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_PIXELS:
                 return None, f"{image.width}x{image.height} is over the {MAX_PIXELS} pixel limit"
+            if min(image.width, image.height) < min_side:
+                return None, f"{image.width}x{image.height} is smaller than one {min_side}-pixel patch"
+            if image.mode.startswith("I;16"):
+                grey = (np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2), None
+            if image.mode in ("I", "F"):
+                return None, f"pixel mode {image.mode} (32-bit): convert it to 8-bit RGB first"
             return np.asarray(image.convert("RGB")), None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         return None, f"not a readable image ({exc.__class__.__name__})"
