@@ -300,6 +300,18 @@ core at every layer.
   captures (up to 5312x2988) but edited for a desktop. Crops of one picture are
   correlated. The figures are indicative, not a certification: raw frames straight off
   the device's own sensor were not available to this build.
+- **The held-out figures overstate how well the model carries over to other engines.**
+  An independent review of this model on pictures no build used (18 photographs from
+  KDE Plasma wallpapers, lomiri-wallpapers-20.04 and PyPI wheels, 72 views; 50 renders
+  from GNOME's Blender wallpapers, UKUI and Plasma art, POV-Ray scenes written for the
+  review and game-like textured renders, 100 views) measured ROC-AUC 0.9415, 70% of the
+  renders flagged and 0% of the photographs at the default threshold; under noise
+  sigma=4 + JPEG q90 on the renders, ROC-AUC 0.898 and 47% flagged. Weak noise then
+  JPEG (sigma=2, q90) leaves 19% flagged, and a render passed through a simulated
+  Bayer sensor with shot noise 5%: a faithful camera simulation is, pixel for pixel, a
+  camera filming a flat picture, which this model calls real. Phone-style processing of
+  real photographs (edge-preserving denoise, a beauty filter, strong sharpening) got
+  21-33% of them flagged. These figures are the review's, not reproduced by the tests.
 - Held-out renders come from POV-Ray scene folders that training never saw (the engine
   itself is trained on) and from matplotlib's Agg 3D plots (an engine never trained on).
   Game engines, path tracers with film grain, and diffusion/GAN output were not
