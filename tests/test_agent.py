@@ -291,6 +291,28 @@ def _raw_connection(agent):
     return sock
 
 
+def _hold_every_client_slot(agent, count, tries=100):
+    """`count` open connections, each holding one of the agent's client slots. A connection
+    the test closed a moment ago keeps its slot until the agent has seen the close; then
+    one of these is served as status-only (or refused), so they are closed and opened
+    again."""
+    for _ in range(tries):
+        held, full_slots = [], True
+        for _ in range(count):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(30)
+            sock.connect(str(agent.socket))
+            held.append(sock)
+            hello, _ = recv_message(sock)
+            full_slots = full_slots and hello["type"] == "hello" and not hello["status_only"]
+        if full_slots:
+            return held
+        for sock in held:
+            sock.close()
+        time.sleep(0.1)
+    raise AssertionError(f"the agent never freed {count} client slots")
+
+
 def _submit_raw(agent, header, data):
     with _raw_connection(agent) as sock:
         send_message(sock, header, data)
@@ -337,7 +359,7 @@ def test_bad_frames_get_a_clear_error_and_the_agent_keeps_running(state_dir, tmp
         sock.sendall(struct.pack("<I", len(header)) + header + frame.tobytes()[:5000])
     # A flood of connections beyond max_clients: one more may still ask for status (an
     # operator can always see what is going on); anything else is told busy, not ignored.
-    held = [_raw_connection(agent) for _ in range(4)]
+    held = _hold_every_client_slot(agent, 4)
     try:
         overflow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         overflow.settimeout(30)
@@ -354,8 +376,12 @@ def test_bad_frames_get_a_clear_error_and_the_agent_keeps_running(state_dir, tmp
         answer, _ = recv_message(overflow)
         assert answer["ok"] is False and answer["error"]["code"] == "busy"
         overflow.close()
-        status = subprocess.run([sys.executable, "-m", "synthseal.device.cli", "status", "--socket", str(agent.socket)],
-                                capture_output=True, text=True, timeout=60)
+        for _ in range(50):  # the overflow slot comes back once the agent has seen that close
+            status = subprocess.run([sys.executable, "-m", "synthseal.device.cli", "status", "--socket", str(agent.socket)],
+                                    capture_output=True, text=True, timeout=60)
+            if "busy" not in status.stderr:
+                break
+            time.sleep(0.1)
         assert status.returncode == 0 and "queue: 0 of" in status.stdout, status.stderr
     finally:
         for sock in held:
