@@ -161,9 +161,6 @@ def test_heldout_sources_were_never_trained_on():
     """The card's source table: every held-out source is held out as a whole, and the
     held-out real photographs come from a package no training or calibration photo comes from."""
     _, labels, sources = _load(HELDOUT)
-    roles = {}
-    for source in METRICS["sources"]:
-        roles.setdefault(source["package"], set()).add(source["role"])
     heldout_real = [s["package"] for s in METRICS["sources"] if s["class"] == "real" and s["role"] == "held out"]
     other_real = [s["package"] for s in METRICS["sources"] if s["class"] == "real" and s["role"] != "held out"]
     assert heldout_real and not set(heldout_real) & set(other_real)

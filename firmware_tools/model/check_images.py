@@ -23,12 +23,12 @@ import numpy as np
 from PIL import Image
 
 from ...device.classifier import DEFAULT_LABELS, DEFAULT_MODEL, Classifier, ClassifierError
-from ...device.core.jpeg import MAX_PIXELS
+from ...device.core.jpeg import MAX_PIXELS, size_allowed
 from ...device.core.policy import CLASS_RULES, DEFAULT_THRESHOLD
-from .metrics import roc_auc
+from .dataset import PATCH_SIZE
+from .metrics import flag_scores, roc_auc
 from .scenes import add_noise, jpeg_roundtrip
 
-PATCH_SIDE = 64  # the model's patch: a smaller frame would be mirrored out to it
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm"}
 FORGER_NOISE_SIGMA = 4.0
 FORGER_JPEG_QUALITY = 90
@@ -48,14 +48,14 @@ def image_files(folder):
     return files
 
 
-def read_frame(path, min_side=PATCH_SIDE):
+def read_frame(path, min_side=PATCH_SIZE):
     """An RGB uint8 frame, or None with a reason for a file that is not a usable image.
 
     16-bit greyscale keeps its top 8 bits (Pillow's own conversion would clip it to
     white); 32-bit integer and float pixels have no agreed 8-bit scale and are refused."""
     try:
         with Image.open(path) as image:
-            if image.width * image.height > MAX_PIXELS:
+            if not size_allowed(image.size):
                 return None, f"{image.width}x{image.height} is over the {MAX_PIXELS} pixel limit"
             if min(image.width, image.height) < min_side:
                 return None, f"{image.width}x{image.height} is smaller than one {min_side}-pixel patch"
@@ -76,21 +76,25 @@ def forge(frame, seed):
 
 
 def flag_score(probabilities):
-    """What the policy compares with its threshold (device.core.policy.decide)."""
-    return round(max(probabilities[name] for name in CLASS_RULES if name in probabilities), 4)
+    """What the policy compares with its threshold: metrics.flag_scores of one frame's
+    {class: probability}."""
+    names = list(probabilities)
+    return float(flag_scores(np.array([[probabilities[name] for name in names]]), names)[0])
 
 
 def score_folder(classifier, files, forged=False):
-    scores, skipped = [], []
+    """Each readable file's score as given and, with forged, also after forge(): one read
+    and decode per file. Returns (scores, forged scores, skipped files)."""
+    scores, forged_scores, skipped = [], [], []
     for index, path in enumerate(files):
-        frame, problem = read_frame(path)
+        frame, problem = read_frame(path, classifier.patch_size)
         if frame is None:
             skipped.append({"file": str(path), "reason": problem})
             continue
-        if forged:
-            frame = forge(frame, index)
         scores.append({"file": str(path), "score": flag_score(classifier.classify(frame))})
-    return scores, skipped
+        if forged:
+            forged_scores.append({"file": str(path), "score": flag_score(classifier.classify(forge(frame, index)))})
+    return scores, forged_scores, skipped
 
 
 def summarise(real, renders, threshold):
@@ -109,9 +113,8 @@ def summarise(real, renders, threshold):
 
 def check(real_dir, renders_dir, model=DEFAULT_MODEL, labels=DEFAULT_LABELS, threshold=DEFAULT_THRESHOLD):
     classifier = Classifier(model, labels, num_threads=1, required_labels=tuple(CLASS_RULES))
-    real, real_skipped = score_folder(classifier, image_files(real_dir))
-    renders, render_skipped = score_folder(classifier, image_files(renders_dir))
-    forged, _ = score_folder(classifier, image_files(renders_dir), forged=True)
+    real, _, real_skipped = score_folder(classifier, image_files(real_dir))
+    renders, forged, render_skipped = score_folder(classifier, image_files(renders_dir), forged=True)
     return {
         "model": str(model),
         "threshold": threshold,

@@ -16,30 +16,19 @@ $(TRAIN_VENV)/.stamp-train: pyproject.toml
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq povray povray-examples; }
 	@touch $@
 
-# Real photographs for training and calibration: the OpenCV sample images in Debian's
-# opencv-doc (examples/data and other sample folders; dataset.OPENCV_*_PHOTO_FILES).
-# A Docker-style dpkg path-exclude of /usr/share/doc would drop them: dataset.py says so.
-.stamp-opencv-doc: firmware_tools/model/model.mk
-	@[ -f /usr/share/doc/opencv-doc/examples/data/fruits.jpg ] || { $(SUDO) apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opencv-doc; }
-	@touch $@
-
-# More real photographs: the nature wallpapers of Debian's mate-backgrounds
-# (dataset.MATE_*_PHOTO_FILES).
-.stamp-mate-backgrounds: firmware_tools/model/model.mk
-	@[ -f /usr/share/backgrounds/mate/nature/Storm.jpg ] || { $(SUDO) apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mate-backgrounds; }
-	@touch $@
-
-# Held-out real photographs at camera size: Debian's lomiri-wallpapers-16.04
-# (dataset.HELDOUT_LOMIRI_PHOTO_FILES).
-.stamp-lomiri-wallpapers: firmware_tools/model/model.mk
-	@[ -f /usr/share/backgrounds/seeding_by_Clements_Engelhardt.jpg ] || { $(SUDO) apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lomiri-wallpapers-16.04; }
+# Real photographs from Debian packages (dataset.py names every file): for training and
+# calibration, the OpenCV sample images in opencv-doc and the nature wallpapers of
+# mate-backgrounds; held out, the camera photographs of lomiri-wallpapers-16.04.
+# A Docker-style dpkg path-exclude of /usr/share/doc would drop opencv-doc's: dataset.py says so.
+PHOTO_PACKAGE_FILES := /usr/share/doc/opencv-doc/examples/data/fruits.jpg \
+	/usr/share/backgrounds/mate/nature/Storm.jpg /usr/share/backgrounds/seeding_by_Clements_Engelhardt.jpg
+.stamp-photo-packages: firmware_tools/model/model.mk
+	@ls $(PHOTO_PACKAGE_FILES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opencv-doc mate-backgrounds lomiri-wallpapers-16.04; }
 	@touch $@
 
 # Renders and generated frames are cached in build/model/ (frames under a hash of the
 # generator code), so a re-run after a code change regenerates them and an unchanged
 # re-run only retrains. Training runs niced: it shares the machine.
-model: $(TRAIN_VENV)/.stamp-train .stamp-povray .stamp-opencv-doc .stamp-mate-backgrounds .stamp-lomiri-wallpapers
+model: $(TRAIN_VENV)/.stamp-train .stamp-povray .stamp-photo-packages
 	nice -n 19 $(TRAIN_PY) -m synthseal.firmware_tools.model.build
