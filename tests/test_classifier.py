@@ -176,6 +176,73 @@ def test_heldout_sources_were_never_trained_on():
     assert not set(renders.POVRAY_TRAIN_FOLDERS) & set(renders.POVRAY_HELDOUT_FOLDERS)
     povray = {s.split(":", 1)[1] for s in sources if s.startswith("povray:")}
     assert povray and povray <= set(renders.POVRAY_HELDOUT_FOLDERS)
+    # Blender and OpenGL renders are held out as whole engines: no training source names them.
+    engines = {s.split(":", 1)[1] for s in sources if s.startswith("engine:")}
+    assert engines == set(renders.SCENE_ENGINES)
+    assert all(label == 1 for label, source in zip(labels, sources) if source.startswith("engine:"))
+    trained = " ".join(s["package"] + s["files"] for s in METRICS["sources"] if s["role"] == "train")
+    assert "Blender" not in trained and "moderngl" not in trained and "OpenGL" not in trained
+
+
+@pytest.fixture
+def texture_folder(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "textures"
+    folder.mkdir()
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(folder / "photo-00.png")
+    return folder
+
+
+def _scene_engine(module, *args):
+    return subprocess.run([sys.executable, "-m", f"synthseal.firmware_tools.model.{module}", *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("module, package", [("blender_scenes", "bpy"), ("gl_scenes", "moderngl")])
+def test_scene_engine_without_its_package_is_a_clear_error(tmp_path, texture_folder, module, package):
+    import importlib.util
+
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed here")
+    result = _scene_engine(module, "--out", tmp_path / "out", "--textures", texture_folder)
+    assert result.returncode == 1 and package in result.stderr and "make model" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("module", ["blender_scenes", "gl_scenes"])
+@pytest.mark.parametrize("bad, message", [
+    (["--count", "0"], "--count must be >= 1"),
+    (["--first", "-1"], "--first must be >= 0"),
+    (["--textures", "missing"], "not a folder of PNG files"),
+])
+def test_scene_engine_arguments_are_checked(tmp_path, texture_folder, module, bad, message):
+    args = {"--out": tmp_path / "out", "--textures": texture_folder}
+    args.update({bad[0]: tmp_path / bad[1] if bad[0] == "--textures" else bad[1]})
+    result = _scene_engine(module, *[item for pair in args.items() for item in pair])
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_failing_scene_engine_stops_the_build_with_its_error():
+    """A renderer that fails in a worker process must end the build with its message, not
+    leave the worker pool waiting for ever (a worker's SystemExit would)."""
+    script = (
+        "import numpy as np, tempfile\n"
+        "from synthseal.firmware_tools.model import renders\n"
+        # check_images is a real module that refuses the engines' arguments.
+        "renders.SCENE_ENGINES['broken'] = ('check_images', 2, 1)\n"
+        "renders.scene_engine_renders('broken', tempfile.mkdtemp(), [np.zeros((8, 8, 3), np.uint8)])\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "RuntimeError: check_images scenes" in result.stderr and "failed" in result.stderr
+
+
+def test_training_refuses_held_out_engines():
+    from synthseal.firmware_tools.model import dataset
+
+    image = np.zeros((300, 400, 3), np.uint8)
+    with pytest.raises(ValueError, match="held-out engines in the training renders: gl"):
+        dataset.build_training_split("train", 1, [("objects/a.pov", image), ("gl:scene-0", image)], processes=1)
 
 
 def test_card_int8_metrics_are_reproduced_from_committed_model(int8_metrics):
@@ -195,6 +262,13 @@ def test_card_int8_metrics_are_reproduced_from_committed_model(int8_metrics):
 
 def test_card_threshold_curve_is_reproduced(int8_probabilities, heldout):
     assert threshold_curve(int8_probabilities, heldout[1], EXPECTED_LABELS) == METRICS["heldout"]["int8_threshold_curve"]
+
+
+def test_card_by_source_figures_are_reproduced(int8_probabilities, heldout):
+    from synthseal.firmware_tools.model.build import per_source_accuracy
+
+    threshold = METRICS["calibration"]["threshold"]
+    assert per_source_accuracy(int8_probabilities, heldout[1], heldout[2], threshold) == METRICS["heldout"]["int8_per_source"]
 
 
 def test_default_threshold_is_calibrated_on_photographs_outside_training_and_heldout(classifier):

@@ -121,7 +121,7 @@ def train(train_split, val_split, epochs, patches_per_frame, batch_size=128):
 def generator_code_hash():
     """Hash of the code that generates frames: a cached split is reused only if it matches."""
     digest = hashlib.sha256()
-    for module in ("dataset.py", "scenes.py", "renders.py"):
+    for module in ("dataset.py", "scenes.py", "renders.py", "blender_scenes.py", "gl_scenes.py"):
         digest.update((Path(__file__).parent / module).read_bytes())
     import inspect
 
@@ -144,8 +144,12 @@ def load_or_build_split(name, build):
     return split
 
 
-def per_source_accuracy(probabilities, labels, sources):
+def per_source_accuracy(probabilities, labels, sources, threshold):
+    """Per source: argmax accuracy, and the share the policy flags at the threshold."""
+    from .metrics import flag_scores
+
     predicted = probabilities.argmax(axis=1)
+    flagged = flag_scores(probabilities, list(dataset.LABELS)) >= threshold
     result = {}
     for source in sorted(set(sources.tolist())):
         chosen = sources == source
@@ -153,6 +157,7 @@ def per_source_accuracy(probabilities, labels, sources):
         result[f"{dataset.LABELS[int(labels[chosen][0])]}/{name}"] = {
             "n": int(chosen.sum()),
             "accuracy": float((predicted[chosen] == labels[chosen]).mean()),
+            "flagged": float(flagged[chosen].mean()),
         }
     return result
 
@@ -231,7 +236,7 @@ def evaluate_and_write(heldout, calibration, trained):
         "heldout": {
             "float32": evaluate(float_probabilities, labels, dataset.LABELS, threshold),
             "int8": int8,
-            "int8_per_source": per_source_accuracy(int8_probabilities, labels, sources),
+            "int8_per_source": per_source_accuracy(int8_probabilities, labels, sources, threshold),
             "int8_threshold_curve": threshold_curve(int8_probabilities, labels, dataset.LABELS),
             "int8_perturbations": perturbation_table(
                 lambda batch: predict_int8(classifier, batch), items, labels, dataset.LABELS, threshold),
@@ -257,9 +262,18 @@ def evaluate_and_write(heldout, calibration, trained):
     return metrics
 
 
-def source_counts(train_renders, heldout_renders):
+def scene_engine_counts(heldout_sources):
+    """Held-out frames per scene engine (renders.SCENE_ENGINES), as the card counts them."""
+    from .renders import SCENE_ENGINES
+
+    sources = list(heldout_sources)
+    return {f"{engine.upper()}_HELDOUT": sources.count(f"engine:{engine}") for engine in SCENE_ENGINES}
+
+
+def source_counts(train_renders, heldout_renders, heldout_sources):
     """The card's source list with the counts that depend on what rendered here."""
-    counts = {"POVRAY_TRAIN": len(train_renders), "POVRAY_HELDOUT": len(heldout_renders)}
+    counts = {"POVRAY_TRAIN": len(train_renders), "POVRAY_HELDOUT": len(heldout_renders),
+              **scene_engine_counts(heldout_sources)}
     return [dict(source, count=counts.get(source["count"], source["count"])) for source in dataset.SOURCES]
 
 
@@ -287,11 +301,13 @@ def main(argv=None):
         trained = json.loads(METRICS_FILE.read_text(encoding="utf-8"))
         # The source list as the code states it now; the POV-Ray counts are what rendered
         # for the training run.
+        heldout = dataset.load_split(HELDOUT_FILE)
         rendered = {(s["class"], s["role"], s["package"]): s["count"] for s in trained["sources"]}
-        trained["sources"] = [dict(source, count=rendered.get((source["class"], source["role"], source["package"]),
-                                                               source["count"]))
+        engines = scene_engine_counts(heldout[2])
+        trained["sources"] = [dict(source, count=engines.get(source["count"], rendered.get(
+                                  (source["class"], source["role"], source["package"]), source["count"])))
                               if isinstance(source["count"], str) else source for source in dataset.SOURCES]
-        evaluate_and_write(dataset.load_split(HELDOUT_FILE), dataset.load_split(CALIBRATION_FILE), trained)
+        evaluate_and_write(heldout, dataset.load_split(CALIBRATION_FILE), trained)
         print(f"rewrote {CARD_FILE.relative_to(REPO)} and {METRICS_FILE.relative_to(REPO)}")
         return
 
@@ -301,6 +317,12 @@ def main(argv=None):
     train_renders = renders.povray_renders(WORK_DIR / "renders", renders.POVRAY_TRAIN_FOLDERS, args.processes)
     heldout_renders = renders.povray_renders(WORK_DIR / "renders", renders.POVRAY_HELDOUT_FOLDERS, args.processes)
     print(f"POV-Ray sample scenes rendered: {len(train_renders)} training, {len(heldout_renders)} held out", flush=True)
+    # Engines training never sees, textured with training photographs (never held-out ones).
+    scene_renders = []
+    for engine in renders.SCENE_ENGINES:
+        rendered = renders.scene_engine_renders(engine, WORK_DIR / "renders", dataset.training_photos(), args.processes)
+        print(f"{engine} scenes rendered: {len(rendered)} held out", flush=True)
+        scene_renders += rendered
     train_split = load_or_build_split(
         f"train-{args.train_per_class}",
         lambda: dataset.build_training_split("train", args.train_per_class, train_renders, args.processes))
@@ -315,7 +337,7 @@ def main(argv=None):
     train_split = tuple(np.concatenate([a, b]) for a, b in zip(train_split, stored))
     val_split = tuple(np.concatenate([a, b]) for a, b in zip(val_split, val_stored))
     calibration = load_or_build_split("calibration", lambda: dataset.build_calibration(args.processes))
-    heldout = load_or_build_split("heldout", lambda: dataset.build_heldout(heldout_renders, args.processes))
+    heldout = load_or_build_split("heldout", lambda: dataset.build_heldout(heldout_renders, scene_renders, args.processes))
     data_seconds = time.time() - started
     if args.data_only:
         return
@@ -353,7 +375,7 @@ def main(argv=None):
             "tensorflow": tf.__version__,
             "seed": SEED,
         },
-        "sources": source_counts(train_renders, heldout_renders[:dataset.HELDOUT_POVRAY_MAX]),
+        "sources": source_counts(train_renders, heldout_renders[:dataset.HELDOUT_POVRAY_MAX], heldout[2]),
         "model": {"parameters": int(model.count_params())},
         "build_seconds": {"data": round(data_seconds), "total": round(time.time() - started)},
     }

@@ -18,8 +18,9 @@ Sources, by role (the card lists them from SOURCES):
   neither for training nor for the held-out figures.
 - held-out only: photographs in scikit-image 0.22 (skimage/data) and Debian's
   lomiri-wallpapers-16.04 (full-size camera photographs), POV-Ray sample scenes
-  of renders.POVRAY_HELDOUT_FOLDERS, matplotlib mplot3d renders (an engine training
-  never saw), LED-wall panels (a layout training never saw) beside the two trained ones.
+  of renders.POVRAY_HELDOUT_FOLDERS, three engines training never saw: matplotlib
+  mplot3d, Blender Cycles scenes (blender_scenes.py) and game-like OpenGL scenes
+  (gl_scenes.py), both textured with training photographs; LED-wall panels (a layout training never saw) beside the two trained ones.
 No held-out or calibration photograph reaches training in any form (neither as a "real"
 frame nor as content shown on a simulated screen).
 """
@@ -125,6 +126,8 @@ SOURCES = [
     {"class": "synthetic", "role": "train", "package": "synthseal scenes.py", "files": "numpy renders: flat_shapes, cg_texture, ui_text, clean_scene, shaded_3d (ray-cast)", "count": None, "licence": "Apache-2.0 (this project)"},
     {"class": "synthetic", "role": "train", "package": "Debian povray 3.7 + povray-examples", "files": "sample scenes in " + ", ".join(renders.POVRAY_TRAIN_FOLDERS) + ", rendered here at 400x300, AA 0.3", "count": "POVRAY_TRAIN", "licence": "scenes CC-BY-3.0, include files CC-BY-SA-3.0 (Debian copyright file); renders made here"},
     {"class": "synthetic", "role": "held out", "package": "Debian povray 3.7 + povray-examples", "files": "sample scenes in " + ", ".join(renders.POVRAY_HELDOUT_FOLDERS) + ", rendered here at 400x300, AA 0.3", "count": "POVRAY_HELDOUT", "licence": "scenes CC-BY-3.0, include files CC-BY-SA-3.0 (Debian copyright file); renders made here"},
+    {"class": "synthetic", "role": "held out", "package": "Blender 4.2 Cycles (bpy wheel; engine never trained)", "files": "random scenes of blender_scenes.py: procedural and training-photograph textures, glass, metal, sky or photograph worlds, sun, area, point and spot lights; 16 or 32 samples, mostly denoised; AgX, Filmic or Standard view; 360-640 px", "count": "BLENDER_HELDOUT", "licence": "GPL-2+ (Blender); scenes and renders made by this project"},
+    {"class": "synthetic", "role": "held out", "package": "moderngl 5.12 on Mesa llvmpipe, OpenGL (engine never trained)", "files": "game-like scenes of gl_scenes.py: ground, buildings, crates and spheres with training-photograph and procedural textures, mipmaps, bilinear/anisotropic or nearest filtering, Blinn-Phong, fog; no AA, 2x SSAA or 4x MSAA; 512-800 px", "count": "GL_HELDOUT", "licence": "MIT (moderngl, Mesa); scenes and renders made by this project"},
     {"class": "synthetic", "role": "held out", "package": "matplotlib 3.8 mplot3d, Agg rasteriser (engine never trained)", "files": "shaded surfaces, bars, tori drawn here at 400x300", "count": HELDOUT_MPLOT3D_RENDERS, "licence": "PSF-based matplotlib licence; drawn by this project"},
     {"class": "screen", "role": "train", "package": "synthseal scenes.py", "files": "RGB-stripe and PenTile panels showing training photographs and renders, filmed by the simulated camera", "count": None, "licence": "Apache-2.0 (this project)"},
     {"class": "screen", "role": "held out", "package": "synthseal scenes.py", "files": "RGB-stripe, PenTile and LED-wall (layout never trained) panels showing held-out photographs and renders", "count": HELDOUT_SCREENS, "licence": "Apache-2.0 (this project)"},
@@ -354,7 +357,7 @@ def _make_calibration_sample(job):
 
 def _make_heldout_sample(job):
     kind, index = job
-    rng = np.random.default_rng([SPLIT_SEEDS["heldout"], ["real", "povray", "mplot3d", "screen"].index(kind), index])
+    rng = np.random.default_rng([SPLIT_SEEDS["heldout"], ["real", "povray", "mplot3d", "screen", "scene"].index(kind), index])
     photos, engine = _WORKER["photos"], _WORKER["renders"]
     if kind == "real":
         name, photo = photos[index // HELDOUT_CROPS_PER_PHOTO]
@@ -366,6 +369,9 @@ def _make_heldout_sample(job):
         return to_patches(image), 1, "povray:" + name.split("/")[0]
     if kind == "mplot3d":
         return to_patches(renders.matplotlib_3d_render(index)), 1, "mplot3d"
+    if kind == "scene":
+        name, image = _WORKER["scenes"][index]
+        return to_patches(image), 1, "engine:" + renders.engine_of(name)
     # Screens show held-out photographs or held-out renders: content disjoint from training.
     layout = HELDOUT_PANELS[index % len(HELDOUT_PANELS)]
     height, width = random_frame_size(rng)
@@ -387,6 +393,10 @@ def _collect(results):
 
 def build_training_split(split, per_class, engine_renders, processes=2):
     """(N x PATCH_COUNT x size x size x 3 patches, labels, sources): one row per frame."""
+    # The scene engines (Blender, OpenGL) are held out as whole engines: never trained on.
+    held_out = sorted({renders.engine_of(name) for name, _ in engine_renders} & set(renders.SCENE_ENGINES))
+    if held_out:
+        raise ValueError(f"held-out engines in the training renders: {', '.join(held_out)}")
     jobs = [(split, c, i) for c in range(len(LABELS)) for i in range(per_class)]
     state = {"photos": training_photos(), "renders": engine_renders}
     with Pool(processes, initializer=_init_worker, initargs=(state,)) as pool:
@@ -407,14 +417,18 @@ def build_calibration(processes=2):
         return _collect(pool.map(_make_calibration_sample, jobs, chunksize=8))
 
 
-def build_heldout(heldout_renders, processes=2):
+def build_heldout(heldout_renders, scene_renders, processes=2):
+    """heldout_renders: POV-Ray's held-out scene folders; scene_renders: whole frames of the
+    scene engines (renders.SCENE_ENGINES), none of which training uses."""
     photos = heldout_photos()
     engine = heldout_renders[:HELDOUT_POVRAY_MAX]
     jobs = ([("real", i) for i in range(len(photos) * HELDOUT_CROPS_PER_PHOTO)]
             + [("povray", i) for i in range(len(engine))]
             + [("mplot3d", i) for i in range(HELDOUT_MPLOT3D_RENDERS)]
+            + [("scene", i) for i in range(len(scene_renders))]
             + [("screen", i) for i in range(HELDOUT_SCREENS)])
-    with Pool(processes, initializer=_init_worker, initargs=({"photos": photos, "renders": engine},)) as pool:
+    state = {"photos": photos, "renders": engine, "scenes": scene_renders}
+    with Pool(processes, initializer=_init_worker, initargs=(state,)) as pool:
         return _collect(pool.map(_make_heldout_sample, jobs, chunksize=4))
 
 

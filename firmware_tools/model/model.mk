@@ -16,6 +16,16 @@ $(TRAIN_VENV)/.stamp-train: pyproject.toml
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq povray povray-examples; }
 	@touch $@
 
+# Blender as a Python module (the bpy wheel in .[train], about 520 MB) renders held-out
+# scenes with Cycles and moderngl draws game-like ones on Mesa's software OpenGL (EGL, no
+# screen). The bpy wheel links the X and GL libraries below, absent from a minimal Debian.
+RENDER_LIBS := libx11-6 libxrender1 libxxf86vm1 libxfixes3 libxi6 libxkbcommon0 libsm6 libgl1 libgomp1 \
+	libegl1 libegl-mesa0 libgl1-mesa-dri
+.stamp-render-libs: firmware_tools/model/model.mk
+	@dpkg -s $(RENDER_LIBS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(RENDER_LIBS); }
+	@touch $@
+
 # Real photographs from Debian packages (dataset.py names every file): for training and
 # calibration, the OpenCV sample images in opencv-doc and the nature wallpapers of
 # mate-backgrounds; held out, the camera photographs of lomiri-wallpapers-16.04.
@@ -30,5 +40,5 @@ PHOTO_PACKAGE_FILES := /usr/share/doc/opencv-doc/examples/data/fruits.jpg \
 # Renders and generated frames are cached in build/model/ (frames under a hash of the
 # generator code), so a re-run after a code change regenerates them and an unchanged
 # re-run only retrains. Training runs niced: it shares the machine.
-model: $(TRAIN_VENV)/.stamp-train .stamp-povray .stamp-photo-packages
+model: $(TRAIN_VENV)/.stamp-train .stamp-povray .stamp-photo-packages .stamp-render-libs
 	nice -n 19 $(TRAIN_PY) -m synthseal.firmware_tools.model.build

@@ -1,6 +1,13 @@
 """Renders from real 3D engines, made locally and cached under build/model/renders/.
 
-Two engines besides the numpy ray caster in scenes.py:
+Four engines besides the numpy ray caster in scenes.py:
+- Blender 4.2's Cycles path tracer (the `bpy` wheel): random scenes of blender_scenes.py,
+  with procedural and photograph-textured materials.
+- OpenGL as games use it (moderngl on Mesa's llvmpipe, headless EGL): random game-like
+  scenes of gl_scenes.py, textured with crops of the training photographs.
+  Both are held out as whole engines: the shipped model never trained on either. Both
+  render in subprocesses: bpy keeps one global scene, and a GL context must not be
+  shared with the forked data workers.
 - POV-Ray 3.7 (Debian packages `povray`, `povray-examples`): the sample scenes that ship
   with it, each rendered at a native 400x300 with antialiasing. The scene folders are
   split: some train, the others are held out (different scenes, authors and materials).
@@ -11,8 +18,11 @@ Everything here is deterministic for a given package version; a render that fail
 runs past RENDER_TIMEOUT_S is skipped (and the count the card quotes says so).
 """
 
+import argparse
+import hashlib
 import os
 import subprocess
+import sys
 import tempfile
 from multiprocessing import Pool
 from pathlib import Path
@@ -24,6 +34,9 @@ POVRAY_SCENES = Path("/usr/share/povray-3.7/scenes")
 POVRAY_INCLUDE = Path("/usr/share/povray-3.7/include")
 POVRAY_SIZE = (400, 300)
 RENDER_TIMEOUT_S = 20
+BLENDER_SCENES = 60
+GL_SCENES = 60
+TEXTURE_SIZE = 1024  # photograph textures for the scene engines are stored at most this wide
 # Sample-scene folders by role. animations/qtvr need frame clocks or panoramas; skipped.
 POVRAY_TRAIN_FOLDERS = ("objects", "textures", "incdemo", "templates", "objectmods", "language")
 POVRAY_HELDOUT_FOLDERS = ("advanced", "camera", "interior", "lights", "portfolio", "radiosity", "gamma", "bsp", "subsurface")
@@ -81,6 +94,106 @@ def povray_renders(cache_dir, folders, processes=2):
     for (scene, _), path in zip(jobs, done):
         if path:
             result.append((str(scene.relative_to(POVRAY_SCENES)), np.asarray(Image.open(path).convert("RGB"))))
+    return result
+
+
+def engine_of(name):
+    """The engine a render's source name comes from: "blender:..." and "gl:..." name
+    theirs; POV-Ray's are scene paths."""
+    return name.split(":", 1)[0] if ":" in name else "povray"
+
+
+def write_textures(photos, folder):
+    """The training photographs as PNG textures for the scene engines (at most TEXTURE_SIZE
+    wide), written afresh every time: the folder holds exactly these photographs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.png"):
+        stale.unlink()
+    for index, photo in enumerate(photos):
+        image = Image.fromarray(photo)
+        image.thumbnail((TEXTURE_SIZE, TEXTURE_SIZE))
+        image.save(folder / f"photo-{index:02d}.png")
+    return folder
+
+
+def engine_code_hash(module):
+    """Hash of a scene engine's code and of the textures' size: its cached frames are
+    reused only while both are unchanged."""
+    digest = hashlib.sha256((Path(__file__).parent / f"{module}.py").read_bytes())
+    digest.update(str(TEXTURE_SIZE).encode())
+    return digest.hexdigest()[:10]
+
+
+# Engines that render scenes of their own in subprocesses, each frame <engine>-<seed>.png:
+# module, scene count, scenes per subprocess (a Cycles scene takes ~15 s, a GL one ~1 s).
+SCENE_ENGINES = {
+    "blender": ("blender_scenes", BLENDER_SCENES, 1),
+    "gl": ("gl_scenes", GL_SCENES, 25),
+}
+
+
+# A Cycles scene at 32 samples takes about 25 s on one core; a stuck renderer must not
+# hang the build.
+SCENE_TIMEOUT_S = 180
+
+
+def scene_engine_arguments(description, engine, argv=None):
+    """The command line both scene engines share, checked: --out, --first >= 0, --count >= 1,
+    --textures an existing folder of PNG photographs."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", required=True, type=Path, help=f"folder for {engine}-<seed>.png")
+    parser.add_argument("--first", type=int, default=0, help="first scene seed (>= 0)")
+    parser.add_argument("--count", type=int, default=1, help="number of scenes (>= 1)")
+    parser.add_argument("--textures", type=Path, required=True,
+                        help="folder of photograph textures (PNG; renders.write_textures makes it)")
+    args = parser.parse_args(argv)
+    if args.first < 0:
+        parser.error("--first must be >= 0")
+    if args.count < 1:
+        parser.error("--count must be >= 1")
+    if not args.textures.is_dir() or not any(args.textures.glob("*.png")):
+        parser.error(f"--textures {args.textures}: not a folder of PNG files")
+    return args
+
+
+def _render_scene_engine(job):
+    module, out_dir, textures, first, count = job
+    command = ["nice", "-n", "19", sys.executable, "-m", f"synthseal.firmware_tools.model.{module}",
+               "--out", str(out_dir), "--first", str(first), "--count", str(count), "--textures", str(textures)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=SCENE_TIMEOUT_S * count)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{module} scenes {first}..{first + count - 1} ran past {SCENE_TIMEOUT_S * count} s") from None
+    if result.returncode != 0:
+        # RuntimeError, not SystemExit: a worker's SystemExit would leave Pool.map waiting forever.
+        raise RuntimeError(f"{module} scenes {first}..{first + count - 1} failed:\n{result.stderr[-2000:]}")
+
+
+def scene_engine_renders(engine, cache_dir, photos, processes=2):
+    """[("<engine>:scene-N", uint8 HxWx3)] for the engine's scenes 0..count-1 (SCENE_ENGINES),
+    rendered once and cached under a hash of the engine's code; photos (the training
+    photographs) become textures."""
+    module, count, batch_size = SCENE_ENGINES[engine]
+    out_dir = Path(cache_dir) / f"{engine}-{engine_code_hash(module)}"
+    textures = write_textures(photos, Path(cache_dir) / "photo-textures")
+    missing = [seed for seed in range(count) if not (out_dir / f"{engine}-{seed}.png").exists()]
+    # Runs of consecutive missing seeds, batch_size at most per subprocess: a resumed run
+    # re-renders only what is missing.
+    jobs = []
+    for seed in missing:
+        if jobs and jobs[-1][3] + jobs[-1][4] == seed and jobs[-1][4] < batch_size:
+            jobs[-1] = jobs[-1][:4] + (jobs[-1][4] + 1,)
+        else:
+            jobs.append((module, out_dir, textures, seed, 1))
+    if jobs:
+        with Pool(processes) as pool:
+            pool.map(_render_scene_engine, jobs, chunksize=1)
+    result = []
+    for seed in range(count):
+        image = np.asarray(Image.open(out_dir / f"{engine}-{seed}.png").convert("RGB"))
+        # An empty or blown-out frame (most pixels clipped white) teaches nothing.
+        if float(image.std()) > 2.0 and (image.min(axis=2) >= 250).mean() < 0.5:
+            result.append((f"{engine}:scene-{seed}", image))
     return result
 
 
