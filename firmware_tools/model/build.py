@@ -319,8 +319,9 @@ def main(argv=None):
     print(f"POV-Ray sample scenes rendered: {len(train_renders)} training, {len(heldout_renders)} held out", flush=True)
     # Engines training never sees, textured with training photographs (never held-out ones).
     scene_renders = []
+    textures = dataset.training_photos()
     for engine in renders.SCENE_ENGINES:
-        rendered = renders.scene_engine_renders(engine, WORK_DIR / "renders", dataset.training_photos(), args.processes)
+        rendered = renders.scene_engine_renders(engine, WORK_DIR / "renders", textures, args.processes)
         print(f"{engine} scenes rendered: {len(rendered)} held out", flush=True)
         scene_renders += rendered
     train_split = load_or_build_split(

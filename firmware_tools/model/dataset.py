@@ -20,7 +20,8 @@ Sources, by role (the card lists them from SOURCES):
   lomiri-wallpapers-16.04 (full-size camera photographs), POV-Ray sample scenes
   of renders.POVRAY_HELDOUT_FOLDERS, three engines training never saw: matplotlib
   mplot3d, Blender Cycles scenes (blender_scenes.py) and game-like OpenGL scenes
-  (gl_scenes.py), both textured with training photographs; LED-wall panels (a layout training never saw) beside the two trained ones.
+  (gl_scenes.py), both textured with training photographs; LED-wall panels (a layout
+  training never saw) beside the two trained ones.
 No held-out or calibration photograph reaches training in any form (neither as a "real"
 frame nor as content shown on a simulated screen).
 """

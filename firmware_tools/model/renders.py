@@ -116,11 +116,12 @@ def write_textures(photos, folder):
     return folder
 
 
-def engine_code_hash(module):
-    """Hash of a scene engine's code and of the textures' size: its cached frames are
+def engine_cache_key(module, textures):
+    """Hash of a scene engine's code and of its texture files: its cached frames are
     reused only while both are unchanged."""
     digest = hashlib.sha256((Path(__file__).parent / f"{module}.py").read_bytes())
-    digest.update(str(TEXTURE_SIZE).encode())
+    for texture in sorted(textures.glob("*.png")):
+        digest.update(texture.read_bytes())
     return digest.hexdigest()[:10]
 
 
@@ -171,20 +172,21 @@ def _render_scene_engine(job):
 
 def scene_engine_renders(engine, cache_dir, photos, processes=2):
     """[("<engine>:scene-N", uint8 HxWx3)] for the engine's scenes 0..count-1 (SCENE_ENGINES),
-    rendered once and cached under a hash of the engine's code; photos (the training
-    photographs) become textures."""
+    rendered once and cached under a hash of the engine's code and textures; photos (the
+    training photographs) become textures."""
     module, count, batch_size = SCENE_ENGINES[engine]
-    out_dir = Path(cache_dir) / f"{engine}-{engine_code_hash(module)}"
     textures = write_textures(photos, Path(cache_dir) / "photo-textures")
+    out_dir = Path(cache_dir) / f"{engine}-{engine_cache_key(module, textures)}"
     missing = [seed for seed in range(count) if not (out_dir / f"{engine}-{seed}.png").exists()]
     # Runs of consecutive missing seeds, batch_size at most per subprocess: a resumed run
     # re-renders only what is missing.
-    jobs = []
+    batches = []  # [first seed, count]
     for seed in missing:
-        if jobs and jobs[-1][3] + jobs[-1][4] == seed and jobs[-1][4] < batch_size:
-            jobs[-1] = jobs[-1][:4] + (jobs[-1][4] + 1,)
+        if batches and sum(batches[-1]) == seed and batches[-1][1] < batch_size:
+            batches[-1][1] += 1
         else:
-            jobs.append((module, out_dir, textures, seed, 1))
+            batches.append([seed, 1])
+    jobs = [(module, out_dir, textures, first, n) for first, n in batches]
     if jobs:
         with Pool(processes) as pool:
             pool.map(_render_scene_engine, jobs, chunksize=1)
