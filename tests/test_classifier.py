@@ -164,8 +164,11 @@ def test_heldout_sources_were_never_trained_on():
     heldout_real = [s["package"] for s in METRICS["sources"] if s["class"] == "real" and s["role"] == "held out"]
     other_real = [s["package"] for s in METRICS["sources"] if s["class"] == "real" and s["role"] != "held out"]
     assert heldout_real and not set(heldout_real) & set(other_real)
-    from synthseal.firmware_tools.model import dataset
+    from synthseal.firmware_tools.model import dataset, package_images
     heldout_files = {"skimage": set(dataset.HELDOUT_PHOTO_FILES), "lomiri": set(dataset.HELDOUT_LOMIRI_PHOTO_FILES)}
+    heldout_files.update({package: {name.rsplit("/", 1)[-1] for name in entry["files"]}
+                          for package, entry in package_images.PACKAGES.items()
+                          if entry["class"] == "real" and entry["role"] == "held out"})
     real_sources = [s.split(":", 1) for s in sources[labels == 0]]
     assert {package for package, _ in real_sources} == set(heldout_files)
     assert all(name in heldout_files[package] for package, name in real_sources)
@@ -182,6 +185,12 @@ def test_heldout_sources_were_never_trained_on():
     assert all(label == 1 for label, source in zip(labels, sources) if source.startswith("engine:"))
     trained = " ".join(s["package"] + s["files"] for s in METRICS["sources"] if s["role"] == "train")
     assert "Blender" not in trained and "moderngl" not in trained and "OpenGL" not in trained
+    # Game screenshots are held out by whole package: the held-out games are exactly the
+    # package table's synthetic packages, all labelled synthetic.
+    games = {s.split(":", 1)[1] for s in sources if s.startswith("game:")}
+    assert games and games == {package for package, entry in package_images.PACKAGES.items()
+                               if entry["class"] == "synthetic" and entry["role"] == "held out"}
+    assert all(label == 1 for label, source in zip(labels, sources) if source.startswith("game:"))
 
 
 @pytest.fixture

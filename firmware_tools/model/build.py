@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dataset
+from . import dataset, package_images
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS_DIR = REPO / "models"
@@ -121,7 +121,8 @@ def train(train_split, val_split, epochs, patches_per_frame, batch_size=128):
 def generator_code_hash():
     """Hash of the code that generates frames: a cached split is reused only if it matches."""
     digest = hashlib.sha256()
-    for module in ("dataset.py", "scenes.py", "renders.py", "blender_scenes.py", "gl_scenes.py"):
+    for module in ("dataset.py", "scenes.py", "renders.py", "blender_scenes.py", "gl_scenes.py",
+                   "package_images.py", "package_images.json"):
         digest.update((Path(__file__).parent / module).read_bytes())
     import inspect
 
@@ -314,6 +315,7 @@ def main(argv=None):
     from . import renders
 
     WORK_DIR.mkdir(parents=True, exist_ok=True)
+    package_images.fetch()
     train_renders = renders.povray_renders(WORK_DIR / "renders", renders.POVRAY_TRAIN_FOLDERS, args.processes)
     heldout_renders = renders.povray_renders(WORK_DIR / "renders", renders.POVRAY_HELDOUT_FOLDERS, args.processes)
     print(f"POV-Ray sample scenes rendered: {len(train_renders)} training, {len(heldout_renders)} held out", flush=True)

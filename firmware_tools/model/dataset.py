@@ -16,12 +16,14 @@ Sources, by role (the card lists them from SOURCES):
   (OPENCV_CALIBRATION_PHOTO_FILES: hfs, reg, dnn_superres, text scene photographs, aero1),
   and four of mate-backgrounds' nature photographs (MATE_CALIBRATION_PHOTO_FILES), used
   neither for training nor for the held-out figures.
-- held-out only: photographs in scikit-image 0.22 (skimage/data) and Debian's
-  lomiri-wallpapers-16.04 (full-size camera photographs), POV-Ray sample scenes
-  of renders.POVRAY_HELDOUT_FOLDERS, three engines training never saw: matplotlib
-  mplot3d, Blender Cycles scenes (blender_scenes.py) and game-like OpenGL scenes
-  (gl_scenes.py), both textured with training photographs; LED-wall panels (a layout
-  training never saw) beside the two trained ones.
+- held-out only: photographs in scikit-image 0.22 (skimage/data), Debian's
+  lomiri-wallpapers-16.04 (full-size camera photographs) and KPhotoAlbum's demo album
+  (package_images.py), POV-Ray sample scenes of renders.POVRAY_HELDOUT_FOLDERS, three
+  engines training never saw: matplotlib mplot3d, Blender Cycles scenes
+  (blender_scenes.py) and game-like OpenGL scenes (gl_scenes.py), both textured with
+  training photographs; the in-game screenshots of three games' Debian data packages
+  (package_images.py); LED-wall panels (a layout training never saw) beside the two
+  trained ones.
 No held-out or calibration photograph reaches training in any form (neither as a "real"
 frame nor as content shown on a simulated screen).
 """
@@ -34,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from ...device.classifier import preprocess
-from . import renders, scenes
+from . import package_images, renders, scenes
 
 LABELS = ("real", "synthetic", "screen")
 PATCH_SIZE = 64
@@ -130,6 +132,7 @@ SOURCES = [
     {"class": "synthetic", "role": "held out", "package": "Blender 4.2 Cycles (bpy wheel; engine never trained)", "files": "random scenes of blender_scenes.py: procedural and training-photograph textures, glass, metal, sky or photograph worlds, sun, area, point and spot lights; 16 or 32 samples, mostly denoised; AgX, Filmic or Standard view; 360-640 px", "count": "BLENDER_HELDOUT", "licence": "GPL-2+ (Blender); scenes and renders made by this project"},
     {"class": "synthetic", "role": "held out", "package": "moderngl 5.12 on Mesa llvmpipe, OpenGL (engine never trained)", "files": "game-like scenes of gl_scenes.py: ground, buildings, crates and spheres with training-photograph and procedural textures, mipmaps, bilinear/anisotropic or nearest filtering, Blinn-Phong, fog; no AA, 2x SSAA or 4x MSAA; 512-800 px", "count": "GL_HELDOUT", "licence": "MIT (moderngl, Mesa); scenes and renders made by this project"},
     {"class": "synthetic", "role": "held out", "package": "matplotlib 3.8 mplot3d, Agg rasteriser (engine never trained)", "files": "shaded surfaces, bars, tori drawn here at 400x300", "count": HELDOUT_MPLOT3D_RENDERS, "licence": "PSF-based matplotlib licence; drawn by this project"},
+] + package_images.sources() + [
     {"class": "screen", "role": "train", "package": "synthseal scenes.py", "files": "RGB-stripe and PenTile panels showing training photographs and renders, filmed by the simulated camera", "count": None, "licence": "Apache-2.0 (this project)"},
     {"class": "screen", "role": "held out", "package": "synthseal scenes.py", "files": "RGB-stripe, PenTile and LED-wall (layout never trained) panels showing held-out photographs and renders", "count": HELDOUT_SCREENS, "licence": "Apache-2.0 (this project)"},
 ]
@@ -192,7 +195,9 @@ def heldout_photos():
     data_dir = Path(skimage.__file__).resolve().parent / "data"
     return ([(f"skimage:{name}", photo) for name, photo in package_photos(data_dir, HELDOUT_PHOTO_FILES, "scikit-image 0.22")]
             + [(f"lomiri:{name}", photo) for name, photo in
-               package_photos(LOMIRI_FOLDER, HELDOUT_LOMIRI_PHOTO_FILES, "Debian's lomiri-wallpapers-16.04")])
+               package_photos(LOMIRI_FOLDER, HELDOUT_LOMIRI_PHOTO_FILES, "Debian's lomiri-wallpapers-16.04")]
+            + [(f"{name.split('/')[0]}:{name.rsplit('/', 1)[-1]}", photo)
+               for name, photo in package_images.load("real", "held out")])
 
 
 def random_frame_size(rng):
@@ -358,7 +363,7 @@ def _make_calibration_sample(job):
 
 def _make_heldout_sample(job):
     kind, index = job
-    rng = np.random.default_rng([SPLIT_SEEDS["heldout"], ["real", "povray", "mplot3d", "screen", "scene"].index(kind), index])
+    rng = np.random.default_rng([SPLIT_SEEDS["heldout"], ["real", "povray", "mplot3d", "screen", "scene", "game"].index(kind), index])
     photos, engine = _WORKER["photos"], _WORKER["renders"]
     if kind == "real":
         name, photo = photos[index // HELDOUT_CROPS_PER_PHOTO]
@@ -373,6 +378,10 @@ def _make_heldout_sample(job):
     if kind == "scene":
         name, image = _WORKER["scenes"][index]
         return to_patches(image), 1, "engine:" + renders.engine_of(name)
+    if kind == "game":
+        # The screenshot whole, as its package ships it.
+        name, image = _WORKER["screenshots"][index]
+        return to_patches(image), 1, "game:" + name.split("/")[0]
     # Screens show held-out photographs or held-out renders: content disjoint from training.
     layout = HELDOUT_PANELS[index % len(HELDOUT_PANELS)]
     height, width = random_frame_size(rng)
@@ -423,12 +432,14 @@ def build_heldout(heldout_renders, scene_renders, processes=2):
     scene engines (renders.SCENE_ENGINES), none of which training uses."""
     photos = heldout_photos()
     engine = heldout_renders[:HELDOUT_POVRAY_MAX]
+    screenshots = package_images.load("synthetic", "held out")
     jobs = ([("real", i) for i in range(len(photos) * HELDOUT_CROPS_PER_PHOTO)]
             + [("povray", i) for i in range(len(engine))]
             + [("mplot3d", i) for i in range(HELDOUT_MPLOT3D_RENDERS)]
             + [("scene", i) for i in range(len(scene_renders))]
+            + [("game", i) for i in range(len(screenshots))]
             + [("screen", i) for i in range(HELDOUT_SCREENS)])
-    state = {"photos": photos, "renders": engine, "scenes": scene_renders}
+    state = {"photos": photos, "renders": engine, "scenes": scene_renders, "screenshots": screenshots}
     with Pool(processes, initializer=_init_worker, initargs=(state,)) as pool:
         return _collect(pool.map(_make_heldout_sample, jobs, chunksize=4))
 

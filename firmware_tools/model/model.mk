@@ -37,8 +37,16 @@ PHOTO_PACKAGE_FILES := /usr/share/doc/opencv-doc/examples/data/fruits.jpg \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opencv-doc mate-backgrounds lomiri-wallpapers-16.04; }
 	@touch $@
 
+# Game screenshots and photographs that ship inside Debian packages (package_images.json,
+# about 470 MB of .deb files): downloaded with apt-get download and unpacked under
+# build/model/packages/, never installed. The package lists are refreshed only when needed.
+.stamp-package-images: firmware_tools/model/package_images.json $(TRAIN_VENV)/.stamp-train
+	@$(TRAIN_PY) -m synthseal.firmware_tools.model.package_images --missing >/dev/null || { \
+	  $(SUDO) apt-get update -qq && $(TRAIN_PY) -m synthseal.firmware_tools.model.package_images; }
+	@touch $@
+
 # Renders and generated frames are cached in build/model/ (frames under a hash of the
 # generator code), so a re-run after a code change regenerates them and an unchanged
 # re-run only retrains. Training runs niced: it shares the machine.
-model: $(TRAIN_VENV)/.stamp-train .stamp-povray .stamp-photo-packages .stamp-render-libs
+model: $(TRAIN_VENV)/.stamp-train .stamp-povray .stamp-photo-packages .stamp-render-libs .stamp-package-images
 	nice -n 19 $(TRAIN_PY) -m synthseal.firmware_tools.model.build
