@@ -65,8 +65,8 @@ def render(metrics):
     held_perturbed = metrics["heldout"]["int8_perturbations"]
     heldout_real = [f"{source['count']} photographs of {source['package']}" for source in metrics["sources"]
                     if source["class"] == "real" and source["role"] == "held out"]
-    heldout_real_pictures = " and ".join([", ".join(heldout_real[:-1]), heldout_real[-1]] if len(heldout_real) > 1
-                                         else heldout_real)
+    heldout_real_pictures = ", ".join(heldout_real[:-1]) + " and " + heldout_real[-1] if len(heldout_real) > 1 \
+        else heldout_real[0]
     calibration_sources = [s for s in metrics["sources"] if s["class"] == "real" and s["role"] == "calibration"]
     calibration_pictures = sum(int(s["count"]) for s in calibration_sources)
     calibration_packages = ", ".join(s["package"] for s in calibration_sources)

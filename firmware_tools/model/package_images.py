@@ -3,14 +3,14 @@
 Game packages carry in-game screenshots and level shots: frames of real 3D game engines
 (textured geometry, mipmaps, lightmaps, fog), the kind of render that the generators in
 scenes.py, renders.py and gl_scenes.py only imitate. Other packages carry camera
-photographs (game backdrops, demo albums, drawing-program starters). Each package's
+photographs (a photo manager's demo album). Each package's
 .deb is fetched with `apt-get download PACKAGE=VERSION` and unpacked with `dpkg-deb -x`
 under build/model/packages/ (fetch(), run by `make model`): nothing lands in the system,
 and the version is pinned.
 
-package_images.json names every file with the SHA-256 of its bytes, its package's role (train, calibration or held
-out, by whole package, as for every other source) and the licence the package's
-Debian copyright file gives. Each file was checked by eye: for renders, a 3D-engine view
+package_images.json names every file with the SHA-256 of its bytes, its package's role
+(by whole package, as for every other source; all of them are held out today) and the
+licence the package's Debian copyright file gives. Each file was checked by eye: for renders, a 3D-engine view
 of a scene (no menus, maps, textures, logos or drawings); for photographs, a camera
 photograph (no drawings, renders, scans or cut-outs). A path "archive!member" is a
 member of a zip or pk3 archive inside the package. The hashes, checked on every load,
@@ -38,8 +38,13 @@ PACKAGES_DIR = Path(__file__).resolve().parents[2] / "build" / "model" / "packag
 PACKAGES = json.loads(TABLE_FILE.read_text(encoding="utf-8"))
 
 
+def _file_stem(package):
+    """package_version as apt-get names the .deb (an epoch's colon written %3a)."""
+    return f"{package}_{PACKAGES[package]['version'].replace(':', '%3a')}"
+
+
 def _unpacked(package, packages_dir):
-    return packages_dir / f"{package}_{PACKAGES[package]['version'].replace(':', '%3a')}"
+    return packages_dir / _file_stem(package)
 
 
 def missing(packages_dir=PACKAGES_DIR):
@@ -53,7 +58,7 @@ def fetch(packages_dir=PACKAGES_DIR):
     debs.mkdir(parents=True, exist_ok=True)
     for package in missing(packages_dir):
         version = PACKAGES[package]["version"]
-        pattern = f"{package}_{version.replace(':', '%3a')}_*.deb"  # apt-get's file name for an epoch
+        pattern = f"{_file_stem(package)}_*.deb"
         if not list(debs.glob(pattern)):
             print(f"downloading Debian package {package} {version}", flush=True)
             if subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=debs).returncode != 0:
