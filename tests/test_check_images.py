@@ -90,3 +90,32 @@ def test_odd_pixel_formats_are_read_right_or_refused(tmp_path):
     assert "convert it to 8-bit" in check_images.read_frame(tmp_path / "float.tif")[1]
     Image.fromarray(np.zeros((1, 5000, 3), np.uint8)).save(tmp_path / "line.png")
     assert "smaller than one 64-pixel patch" in check_images.read_frame(tmp_path / "line.png")[1]
+
+
+def test_as_frame_scales_to_cover_the_camera_frame_and_crops_the_centre():
+    picture = np.zeros((300, 400, 3), np.uint8)
+    picture[:, 200:] = 255  # right half white: the cut must stay in the middle
+    frame = check_images.as_frame(picture, (4056, 3040))
+    assert frame.shape == (3040, 4056, 3)
+    assert frame[:, :2000].max() == 0 and frame[:, 2060:].min() == 255
+    tall = check_images.as_frame(np.zeros((400, 100, 3), np.uint8), (4056, 3040))  # cover, never letterbox
+    assert tall.shape == (3040, 4056, 3)
+
+
+def test_as_frame_scores_the_injected_frame(folders, capsys):
+    root, _ = folders
+    assert check_images.main(["--real", str(root / "real"), "--renders", str(root / "renders"),
+                              "--as-frame", "640x480", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["as_frame"] == "640x480"
+    classifier = Classifier(num_threads=1)
+    first = sorted((root / "real").rglob("*.png"))[0]
+    frame = check_images.as_frame(check_images.read_frame(first)[0], (640, 480))
+    assert report["real"][0] == {"file": str(first), "score": check_images.flag_score(classifier.classify(frame))}
+
+
+@pytest.mark.parametrize("value", ["4056", "4056x", "axb", "10x10", "100000x100000"])
+def test_a_bad_frame_size_is_refused(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        check_images.main(["--real", str(tmp_path), "--renders", str(tmp_path), "--as-frame", value])
+    assert exit_info.value.code == 2 and "--as-frame" in capsys.readouterr().err

@@ -12,6 +12,11 @@ classified by the device's own int8 model and rule (device.classifier). Reported
 real vs renders, the share flagged at the default threshold, and the same with the
 forger's move applied to the renders (white noise sigma=4 then JPEG q90, the card's
 acceptance perturbation). Needs no TensorFlow. Exit 0 when it ran, 2 on bad input.
+
+With --as-frame 4056x3040 each picture is first scaled (bicubic) to cover a frame of the
+camera's size and centre-cropped to it: the picture as it would reach the classifier if
+it were injected in place of a camera frame. The forger's move is then applied to that
+frame.
 """
 
 import argparse
@@ -69,6 +74,28 @@ def read_frame(path, min_side=PATCH_SIZE):
         return None, f"not a readable image ({exc.__class__.__name__})"
 
 
+def parse_frame_size(text):
+    """'WIDTHxHEIGHT' -> (width, height), for --as-frame."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 4056x3040") from None
+    if min(width, height) < PATCH_SIZE or not size_allowed((width, height)):
+        raise argparse.ArgumentTypeError(
+            f"{text}: each side at least {PATCH_SIZE} pixels and at most {MAX_PIXELS} pixels in all")
+    return width, height
+
+
+def as_frame(picture, size):
+    """The picture scaled (bicubic) to cover a frame of size (width, height), centre-cropped."""
+    width, height = size
+    scale = max(width / picture.shape[1], height / picture.shape[0])
+    scaled = Image.fromarray(picture).resize(
+        (max(width, round(picture.shape[1] * scale)), max(height, round(picture.shape[0] * scale))), Image.BICUBIC)
+    left, top = (scaled.width - width) // 2, (scaled.height - height) // 2
+    return np.asarray(scaled.crop((left, top, left + width, top + height)))
+
+
 def forge(frame, seed):
     """The forger's move the card's acceptance names: white noise, then JPEG."""
     rng = np.random.default_rng(seed)
@@ -82,15 +109,18 @@ def flag_score(probabilities):
     return float(flag_scores(np.array([[probabilities[name] for name in names]]), names)[0])
 
 
-def score_folder(classifier, files, forged=False):
-    """Each readable file's score as given and, with forged, also after forge(): one read
-    and decode per file. Returns (scores, forged scores, skipped files)."""
+def score_folder(classifier, files, forged=False, frame_size=None):
+    """Each readable file's score as given (or as_frame() of it, with frame_size) and,
+    with forged, also after forge(): one read and decode per file. Returns (scores,
+    forged scores, skipped files)."""
     scores, forged_scores, skipped = [], [], []
     for index, path in enumerate(files):
         frame, problem = read_frame(path, classifier.patch_size)
         if frame is None:
             skipped.append({"file": str(path), "reason": problem})
             continue
+        if frame_size:
+            frame = as_frame(frame, frame_size)
         scores.append({"file": str(path), "score": flag_score(classifier.classify(frame))})
         if forged:
             forged_scores.append({"file": str(path), "score": flag_score(classifier.classify(forge(frame, index)))})
@@ -111,13 +141,16 @@ def summarise(real, renders, threshold):
     return summary
 
 
-def check(real_dir, renders_dir, model=DEFAULT_MODEL, labels=DEFAULT_LABELS, threshold=DEFAULT_THRESHOLD):
+def check(real_dir, renders_dir, model=DEFAULT_MODEL, labels=DEFAULT_LABELS, threshold=DEFAULT_THRESHOLD,
+          frame_size=None):
     classifier = Classifier(model, labels, num_threads=1, required_labels=tuple(CLASS_RULES))
-    real, _, real_skipped = score_folder(classifier, image_files(real_dir))
-    renders, forged, render_skipped = score_folder(classifier, image_files(renders_dir), forged=True)
+    real, _, real_skipped = score_folder(classifier, image_files(real_dir), frame_size=frame_size)
+    renders, forged, render_skipped = score_folder(classifier, image_files(renders_dir), forged=True,
+                                                   frame_size=frame_size)
     return {
         "model": str(model),
         "threshold": threshold,
+        "as_frame": "x".join(map(str, frame_size)) if frame_size else None,
         "n_real": len(real),
         "n_renders": len(renders),
         "as_given": summarise(real, renders, threshold),
@@ -135,7 +168,8 @@ def _pct(value):
 def print_table(report, out=None):
     out = out or sys.stdout
     print(f"model {report['model']}, threshold {report['threshold']}: "
-          f"{report['n_real']} real photographs, {report['n_renders']} renders", file=out)
+          f"{report['n_real']} real photographs, {report['n_renders']} renders"
+          + (f", each as a {report['as_frame']} frame" if report["as_frame"] else ""), file=out)
     for key, title in (("as_given", "renders as given"), ("renders_noise4_jpeg90", "renders + noise 4 + JPEG q90")):
         part = report[key]
         auc = part["roc_auc_real_vs_renders"]
@@ -154,12 +188,15 @@ def main(argv=None):
     parser.add_argument("--labels", default=str(DEFAULT_LABELS), help="labels file of the model")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help=f"flag threshold (default: the policy's, {DEFAULT_THRESHOLD})")
+    parser.add_argument("--as-frame", metavar="WIDTHxHEIGHT", type=parse_frame_size,
+                        help="score each picture scaled to cover a camera frame of this size and centre-cropped "
+                             "(e.g. 4056x3040), as if injected in place of a capture (default: as given)")
     parser.add_argument("--json", action="store_true", help="print the whole report, every file's score included, as JSON")
     args = parser.parse_args(argv)
     if not 0.0 < args.threshold <= 1.0:
         parser.error("--threshold must be in (0, 1]")
     try:
-        report = check(args.real, args.renders, args.model, args.labels, args.threshold)
+        report = check(args.real, args.renders, args.model, args.labels, args.threshold, args.as_frame)
     except (ClassifierError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
