@@ -195,8 +195,11 @@ def _pdq_distances(query_hex, hashes_hex):
 
 def _labels_carried(data, image_format):
     """Whether the file still carries the TC260 AIGC metadata label and a C2PA manifest."""
-    xmp = jpeg.find_xmp(data) if image_format == "JPEG" else None
-    has_aigc = xmp is not None and aigc.XMP_NAMESPACE.encode() in xmp
+    try:
+        packets = jpeg.xmp_packets(data) if image_format == "JPEG" else []
+    except jpeg.JpegError:  # segments a decoder skips over but the XMP reader cannot walk
+        packets = []
+    has_aigc = any(aigc.XMP_NAMESPACE.encode() in packet for _, packet in packets)
     mime = {"JPEG": "image/jpeg", "PNG": "image/png"}.get(image_format)
     has_c2pa = False
     if mime:

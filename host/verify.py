@@ -66,6 +66,8 @@ _APP11 = 0xEB  # JPEG APP11: where C2PA's JUMBF boxes travel
 # the background, so a real label stands out by well over 100 even after JPEG; a frame
 # without one, measured through the same mask, by a few levels.
 _MIN_INK_CONTRAST = 64
+# Annex E lets a later platform fill these in; ReservedCode1 does not sign them.
+_PROPAGATOR_FIELDS = frozenset({"ContentPropagator", "PropagateID"})
 
 
 def _dict(value):
@@ -104,10 +106,13 @@ def c2pa_reader_context(trust_anchors_pem):
 
 
 def read_xmp_label(packet):
-    """Return the TC260:AIGC text from an XMP packet (element or attribute form), or None."""
+    """Return the TC260:AIGC text from an XMP packet (element or attribute form, with or
+    without the optional <?xpacket?> wrapper), or None."""
+    if b"<!DOCTYPE" in packet or b"<!ENTITY" in packet:  # XMP has no DTD; entities only inflate
+        raise aigc.LabelError("XMP packet carries a DTD, which XMP does not allow")
     try:
-        root = ET.fromstring(packet.decode("utf-8").strip().split("?>", 1)[1].rsplit("<?xpacket", 1)[0])
-    except (ET.ParseError, UnicodeError, IndexError):
+        root = ET.fromstring(packet.decode("utf-8").strip())
+    except (ET.ParseError, UnicodeError):
         raise aigc.LabelError("XMP packet is not well-formed XML")
     found = []
     for element in root.iter():
@@ -175,19 +180,20 @@ class Verifier:
         _check_provenance(report, decision)
         fields = _check_implicit_label(report, data, seal, decision)
         _check_explicit_label(report, data, seal, decision)
-        _check_reserved_code1(report, data, fields, seal, manifest, self.db)
+        _check_reserved_code1(report, data, fields, (seal or {}).get("device_serial"), manifest, self.db)
         record = _check_log(report, data, seal, self.db, self._device_log_problems)
         _check_revocation(report, manifest, record, self.anchors, self.crl, self.db)
         if manifest is not None:
             sealed_at = sealing_time(manifest, record)[0]
             report.data["sealed_at"] = sealed_at.isoformat() if sealed_at else None
         if report.status("c2pa") != PASS:
-            self._check_trace(report, path)
+            self._check_trace(report, path, data, fields)
 
-    def _check_trace(self, report, path):
+    def _check_trace(self, report, path, data, fields):
         """A file without intact Content Credentials (stripped, re-encoded, resized,
         cropped): which seal record its pixels came from (host/trace.py), in a log that
-        verifies against the vendor root."""
+        verifies against the vendor root; and the metadata label it still carries
+        against that record and that device's key."""
         if self.db is None:
             report.add(TRACE_CHECK, SKIP, "no log database given (--db): a file without intact Content Credentials "
                        "is traced through the pulled log")
@@ -211,6 +217,20 @@ class Verifier:
         report.data["traced_to"] = dict({key: traced[key] for key in (
             "method", "serial", "seq", "produce_id", "label", "sealed_at", "distance", "summary")},
             same_picture=same_picture)
+        if fields is not None and report.status("reserved_code1") == SKIP:
+            # Without a manifest nothing named the device; the record does. The new
+            # result takes the skipped one's place in the report.
+            checks = report.data["checks"]
+            at = next(i for i, c in enumerate(checks) if c["check"] == "reserved_code1")
+            del checks[at]
+            _check_reserved_code1(report, data, fields, serial, None, self.db)
+            checks.insert(at, checks.pop())
+        if fields is not None and (fields["Label"], fields["ProduceID"]) != (traced["label"], traced["produce_id"]):
+            report.add(TRACE_CHECK, FAIL, "its pixels match record %d of device %s, sealed as Label %s with ProduceID "
+                       "%s, but the file's TC260:AIGC label says Label %s, ProduceID %s: the label was changed after "
+                       "sealing" % (traced["seq"], serial, traced["label"], traced["produce_id"], fields["Label"],
+                                    fields["ProduceID"]))
+            return
         report.add(TRACE_CHECK, PASS if same_picture else WARN, "%s (record %d, found by %s: %s)"
                    % (traced["summary"], traced["seq"], traced["method"], traced["detail"]))
 
@@ -463,10 +483,16 @@ def _rederive_rule(decision):
 
 def _check_implicit_label(report, data, seal, decision):
     try:
-        packet = jpeg.find_xmp(data)
-        text = read_xmp_label(packet) if packet is not None else None
-        fields = aigc.parse_label(text) if text is not None else None
-    except aigc.LabelError as err:
+        packets = jpeg.xmp_packets(data)
+        for extended, kind in ((False, "XMP packets"), (True, "extended XMP packets")):
+            count = sum(1 for is_extended, _ in packets if is_extended == extended)
+            if count > 1:
+                raise aigc.LabelError("file carries %d %s; a JPEG carries at most one" % (count, kind))
+        texts = [text for text in (read_xmp_label(packet) for _, packet in packets) if text is not None]
+        if len(texts) > 1:
+            raise aigc.LabelError("XMP carries %d TC260:AIGC labels; GB 45438 allows one" % len(texts))
+        fields = aigc.parse_label(texts[0]) if texts else None
+    except (aigc.LabelError, jpeg.JpegError) as err:
         report.add("aigc", FAIL, str(err))
         return None
     if fields is not None:
@@ -485,8 +511,14 @@ def _check_implicit_label(report, data, seal, decision):
     if fields is None:
         report.add("aigc", FAIL, "TC260:AIGC label missing (the sealed decision says Label %s)" % expected)
         return None
-    if fields != seal.get("aigc"):
-        report.add("aigc", FAIL, "TC260:AIGC label differs from the one sealed in the C2PA manifest")
+    sealed = _dict(seal.get("aigc"))
+    if fields != sealed:
+        changed = [key for key in aigc.FIELDS if sealed is not None and fields.get(key) != sealed.get(key)]
+        if changed and set(changed) <= _PROPAGATOR_FIELDS:
+            why = " only in %s: a platform filled in the propagator fields after sealing" % ", ".join(changed)
+        else:
+            why = " in %s" % ", ".join(changed) if changed else ""
+        report.add("aigc", FAIL, "TC260:AIGC label differs from the one sealed in the C2PA manifest" + why)
     elif fields["Label"] != expected:
         report.add("aigc", FAIL, "Label %s differs from the decision's %s" % (fields["Label"], expected))
     else:
@@ -496,7 +528,8 @@ def _check_implicit_label(report, data, seal, decision):
 
 def _check_explicit_label(report, data, seal, decision):
     """The visible label: the text the seal records meets GB 45438, and it is in the
-    pixels, where the device draws it, at least 5 % of the shortest side high."""
+    pixels, where the device draws it, every character at least 5 % of the shortest side
+    high."""
     if decision is None:
         report.add("explicit_label", SKIP, "no sealed decision says whether a visible label is required")
         return
@@ -533,18 +566,22 @@ def _check_explicit_label(report, data, seal, decision):
         report.add("explicit_label", FAIL, "no legible label fits: %s" % err)
         return
     plate = np.asarray(gray.crop(box), dtype=np.float32)
-    contrast = float(plate[ink].mean() - plate[~ink].mean())
     fraction = ink_height / min(width, height)
+    if not ink.any() or ink.all():  # no ink or no plate to compare: nothing legible was drawn
+        report.add("explicit_label", FAIL, "no legible label fits a %dx%d frame" % (width, height))
+        return
+    contrast = float(plate[ink].mean() - plate[~ink].mean())
     if contrast < _MIN_INK_CONTRAST:
         report.add("explicit_label", FAIL, "%r is not in the pixels at the %s corner, where the seal says it was "
                    "drawn (its ink stands %.0f levels above the plate; a drawn label stands at least %d)"
                    % (text, corner, contrast, _MIN_INK_CONTRAST))
     elif fraction < explicit_label.MIN_HEIGHT_FRACTION:
-        report.add("explicit_label", FAIL, "%r at the %s corner is %.1f %% of the shortest side high; GB 45438 "
-                   "asks at least %.0f %%" % (text, corner, 100 * fraction, 100 * explicit_label.MIN_HEIGHT_FRACTION))
+        report.add("explicit_label", FAIL, "%r at the %s corner: its shortest character is %.1f %% of the shortest "
+                   "side high; GB 45438 asks at least %.0f %%"
+                   % (text, corner, 100 * fraction, 100 * explicit_label.MIN_HEIGHT_FRACTION))
     else:
-        report.add("explicit_label", PASS, "%r in the pixels at the %s corner, text %.1f %% of the shortest side high"
-                   % (text, corner, 100 * fraction))
+        report.add("explicit_label", PASS, "%r in the pixels at the %s corner, its shortest character %.1f %% of "
+                   "the shortest side high" % (text, corner, 100 * fraction))
 
 
 def _manifest_signer_certificate(data, signer):
@@ -571,11 +608,10 @@ def _manifest_signer_certificate(data, signer):
     return None
 
 
-def _reserved_code1_keys(data, seal, manifest, db):
+def _reserved_code1_keys(data, serial, manifest, db):
     """[(certificate, where it came from)] that may have signed ReservedCode1: the C2PA
     signer's certificate when the manifest is Trusted (the same device key signs both),
-    then every content-signing chain the pulled log holds for the device."""
-    serial = seal.get("device_serial") if seal is not None else None
+    then every content-signing chain the pulled log holds for the device `serial`."""
     keys, notes = [], []
     if manifest is not None and manifest["trusted"]:
         cert = _manifest_signer_certificate(data, manifest["signer"])
@@ -609,7 +645,9 @@ def _check_signer_is_sealing_device(report, data, manifest, seal):
                              % (signer or "(unknown)", seal.get("device_serial")))
 
 
-def _check_reserved_code1(report, data, fields, seal, manifest, db):
+def _check_reserved_code1(report, data, fields, serial, manifest, db):
+    """ReservedCode1 against the keys of device `serial` (the one the seal names, or the
+    one whose log record the file's pixels were traced to)."""
     if fields is None:
         if report.status("aigc") == PASS:
             report.add("reserved_code1", PASS, "none to check: no TC260:AIGC label, as the policy says; the C2PA "
@@ -618,7 +656,7 @@ def _check_reserved_code1(report, data, fields, seal, manifest, db):
             report.add("reserved_code1", SKIP, "no well-formed TC260:AIGC label to take it from")
         return
     try:
-        keys, notes = _reserved_code1_keys(data, seal, manifest, db)
+        keys, notes = _reserved_code1_keys(data, serial, manifest, db)
     except sqlite3.Error as err:
         report.add("reserved_code1", SKIP, "the audit database cannot be read (%s)" % err)
         return

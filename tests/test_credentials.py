@@ -271,6 +271,8 @@ def test_a_configuration_signed_under_another_ca_is_refused(foreign, chains):
 @pytest.mark.parametrize("key, value, message", [
     ("label_text", "Generated", "AI"),
     ("label_text", "AI生成\n", "printable"),
+    ("label_text", "NOT AI生成", "says more than the statement"),
+    ("label_text", "DETAIL合成", "says more than the statement"),
     ("retention_days", 179, "180"),
     ("retention_days", True, "180"),
     ("version", 0, "from 1 to"),

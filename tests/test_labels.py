@@ -3,7 +3,7 @@ carriage in JPEG."""
 
 import io
 import json
-import os
+import struct
 
 import pytest
 from hypothesis import given, strategies as st
@@ -107,3 +107,35 @@ def test_segment_walker_only_raises_jpeg_error(data):
         list(jpeg.segments(b"\xff\xd8" + data))
     except jpeg.JpegError:
         pass
+
+
+def test_reader_takes_a_packet_without_the_xpacket_wrapper_and_refuses_a_dtd():
+    label = aigc.build_label("1", "Vendor", "SN-1", RC1)
+    packet = aigc.build_xmp(label).decode()
+    bare = packet.split("?>", 1)[1].rsplit("<?xpacket", 1)[0]  # the wrapper is optional in XMP
+    assert read_xmp_label(bare.encode()) == label
+    with pytest.raises(aigc.LabelError, match="DTD"):
+        read_xmp_label(b'<!DOCTYPE x [<!ENTITY a "aaaa">]>' + bare.encode())
+
+
+def _app1(payload):
+    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+
+
+def test_every_xmp_packet_is_found_the_standard_ones_and_each_extended_xmp_joined():
+    label = aigc.build_label("1", "Vendor", "SN-1", RC1)
+    packet = aigc.build_xmp(label)
+    data = jpeg.insert_xmp(_jpeg(), packet)
+    guid = b"0123456789ABCDEF0123456789ABCDEF"
+    extension = b"http://ns.adobe.com/xmp/extension/\x00"
+    chunks = [packet[:100], packet[100:]]
+    header = struct.pack(">I", len(packet))
+    # The chunks arrive out of order, around a second standard packet: all are reported,
+    # in file order (the extended XMP where its first chunk is).
+    tail = (_app1(extension + guid + header + struct.pack(">I", 100) + chunks[1])
+            + _app1(jpeg.XMP_SIGNATURE + b"<x/>")
+            + _app1(extension + guid + header + struct.pack(">I", 0) + chunks[0]))
+    data = data[:2] + tail + data[2:]
+    assert jpeg.xmp_packets(data) == [(True, packet), (False, b"<x/>"), (False, packet)]
+    with pytest.raises(jpeg.JpegError, match="truncated"):
+        jpeg.xmp_packets(_jpeg()[:2] + _app1(extension + guid) + _jpeg()[2:])

@@ -13,7 +13,7 @@ from PIL import Image
 
 from synthseal.device.camera import FakeCamera
 from synthseal.device.core import aigc, policy
-from synthseal.device.explicit_label import MIN_HEIGHT_FRACTION, draw_explicit_label
+from synthseal.device.explicit_label import MIN_HEIGHT_FRACTION, ExplicitLabelError, draw_explicit_label
 from synthseal.device.seal import C2PA_ASSERTION_LABEL, SealError, Sealer
 from synthseal.host.verify import c2pa_reader_context, verify_file
 
@@ -194,3 +194,40 @@ def test_a_record_landing_between_signing_and_commit_writes_nothing_then_the_fra
     assert record["produce_id"] == result["produce_id"] and record["content_sha256"].hex() == result["sha256"]
     assert [p.name for p in out.glob("*.jpg")] == [Path(result["path"]).name]
     assert list((out / ".partial").glob("*")) == []
+
+
+def _first_glyph_height(original, labelled):
+    """Ink height of the label's first character ("A" of "AI生成"), on decoded pixels: the
+    first run of columns holding white text inside the plate."""
+    changed = np.abs(labelled.astype(int) - original.astype(int)).max(axis=2) > 40
+    rows, cols = np.nonzero(changed)
+    plate = labelled[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    text = plate.min(axis=2) > 200
+    inked = text.any(axis=0)
+    first = np.flatnonzero(inked)[0]
+    end = first + np.argmin(inked[first:])  # the first blank column after the glyph
+    glyph_rows = np.flatnonzero(text[:, first:end].any(axis=1))
+    return glyph_rows.max() - glyph_rows.min() + 1
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1280, 960), (4056, 3040)])
+def test_every_character_even_the_latin_capitals_is_five_percent_high(size):
+    """GB 45438's 5 % holds for "AI" too, not only for the taller Chinese characters."""
+    frame = FakeCamera(*size).capture_array()
+    labelled = frame.copy()
+    draw_explicit_label(labelled)
+    buffer = io.BytesIO()
+    Image.fromarray(labelled).save(buffer, "JPEG", quality=85)
+    decoded = np.asarray(Image.open(buffer))
+    assert _first_glyph_height(frame, decoded) >= MIN_HEIGHT_FRACTION * min(size)
+
+
+@pytest.mark.parametrize("size", [(16, 16), (32, 32), (48, 40)])
+def test_a_frame_too_small_for_a_legible_label_is_not_emitted(device, tmp_path, size):
+    frame = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    with pytest.raises(ExplicitLabelError, match="too small for a legible label"):
+        draw_explicit_label(frame.copy())
+    out = tmp_path / "out"
+    with pytest.raises(SealError, match="not emitted.*too small for a legible label"):
+        Sealer(device, lab=True).seal(frame, "rig", out)
+    assert not out.exists() or list(out.rglob("*.jpg*")) == []

@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import struct
 import subprocess
+from pathlib import Path
 
 import c2pa
 import numpy as np
@@ -417,3 +418,36 @@ def test_the_watermark_detector_tries_no_size_a_sealed_frame_cannot_have(monkeyp
                         or {"identifier": None, "sync_score": 0.0, "margin": 0.0})
     watermark.detect(Image.new("RGB", (160, 120)), sizes=[(8192, 6144), ("abc", 960), (-4, -3), (None, 480), (640, 480)])
     assert tried == [(160, 120), (640, 480), (320, 240)]  # as it is, the recorded size, twice its size
+
+
+def _without_c2pa(data):
+    """The file with its APP11 (JUMBF: the C2PA manifest) segments cut out, all else kept."""
+    kept = [data[:2]] + [data[start:end] for marker, start, end in jpeg.segments(data) if marker != 0xEB]
+    return b"".join(kept)
+
+
+@pytest.mark.parametrize("label", ["1", "3"])
+def test_with_the_manifest_stripped_the_label_is_checked_against_the_record_and_the_devices_key(
+        traced, tmp_path, label):
+    """Manifest cut out, metadata label kept (or its Label turned from 1 to 3, "suspected"):
+    the record the pixels trace to names the device, whose key in the pulled log checks
+    ReservedCode1, and a changed label is named as changed."""
+    from synthseal.host.verify import Verifier
+    result = traced["results"][0]
+    data = _without_c2pa(Path(result["path"]).read_bytes())
+    assert data.count(b'"Label":"1"') == 1
+    path = tmp_path / "no-manifest.jpg"
+    path.write_bytes(data.replace(b'"Label":"1"', b'"Label":"%s"' % label.encode()))
+    with Verifier(traced["state"].test_vendor.root_pem, traced["db"]) as verifier:
+        report = verifier.verify(path)
+    found = {c["check"]: c for c in report["checks"]}
+    assert report["result"] == "failed" and found["c2pa"]["status"] == "fail"
+    assert [c["check"] for c in report["checks"]].index("reserved_code1") < [c["check"] for c in report["checks"]].index("log")
+    if label == "1":
+        assert found["reserved_code1"]["status"] == "pass" and "the pulled log's chain" in found["reserved_code1"]["detail"]
+        assert found["trace"]["status"] == "pass" and "C2PA manifest removed" in found["trace"]["detail"]
+    else:
+        assert found["reserved_code1"]["status"] == "fail"
+        assert found["trace"]["status"] == "fail"
+        assert "sealed as Label 1" in found["trace"]["detail"] and "says Label 3" in found["trace"]["detail"]
+        assert "changed after sealing" in found["trace"]["detail"]

@@ -19,8 +19,9 @@ from PIL import Image
 from synthseal.device import seal as seal_module
 from synthseal.device.seal import Sealer
 from synthseal.device.camera import FakeCamera
+from synthseal.device.core import aigc, jpeg
 from synthseal.host import ca, logdb
-from synthseal.host.verify import Verifier, _reserved_code1_keys, verify_file
+from synthseal.host.verify import Verifier, _reserved_code1_keys, read_xmp_label, verify_file
 from synthseal.host.verify_report import ROW_FIELDS, SCHEMA_PATH, csv_cell
 from tests.test_cli import run
 
@@ -323,5 +324,45 @@ def test_a_device_chain_stored_as_a_blob_is_no_chain_with_a_reason(sealed, servi
         report = verifier.verify(sealed["results"]["rig"]["path"])
         assert "verifier" not in checks(report) and checks(report)["reserved_code1"]["status"] == "pass", report
         serial = report["device_serial"]
-        keys, notes = _reserved_code1_keys(b"", {"device_serial": serial}, None, verifier.db)  # the log's chains alone
+        keys, notes = _reserved_code1_keys(b"", serial, None, verifier.db)  # the log's chains alone
     assert keys == [] and notes and all("not PEM text (bytes)" in note for note in notes)
+
+
+def _with_xmp(data, *packets):
+    """The file with its XMP APP1 segment(s) replaced by these packets, right after SOI."""
+    kept = [data[start:end] for marker, start, end in jpeg.segments(data)
+            if not (marker == 0xE1 and data[start + 4:].startswith(jpeg.XMP_SIGNATURE))]
+    new = [b"\xff\xe1" + struct.pack(">H", len(jpeg.XMP_SIGNATURE) + len(p) + 2) + jpeg.XMP_SIGNATURE + p
+           for p in packets]
+    return data[:2] + b"".join(new + kept)
+
+
+def test_a_second_xmp_packet_or_a_label_without_the_xpacket_wrapper_is_read_as_a_reader_would(sealed, vendor_ca, tmp_path):
+    data = Path(sealed["results"]["rig"]["path"]).read_bytes()
+    packet = jpeg.find_xmp(data)
+    other = packet.replace(b'"Label":"1"', b'"Label":"3"')
+    assert other != packet
+    twice = tmp_path / "twice.jpg"
+    twice.write_bytes(_with_xmp(data, packet, other))  # exiftool -a shows both labels
+    aigc_check = checks(verify_file(twice, vendor_ca[1]))["aigc"]
+    assert aigc_check["status"] == "fail" and "2 XMP packets" in aigc_check["detail"]
+    bare = tmp_path / "bare.jpg"
+    bare.write_bytes(_with_xmp(data, packet.split(b"?>", 1)[1].rsplit(b"<?xpacket", 1)[0]))
+    report = verify_file(bare, vendor_ca[1])
+    assert report["label"] == "1" and "not well-formed" not in checks(report)["aigc"]["detail"]
+
+
+def test_a_propagator_filled_in_after_sealing_is_named_as_such(sealed, vendor_ca, tmp_path):
+    data = Path(sealed["results"]["rig"]["path"]).read_bytes()
+    fields = aigc.parse_label(read_xmp_label(jpeg.find_xmp(data)))
+    fields.update(ContentPropagator="Platform", PropagateID="P-42")
+    path = tmp_path / "propagated.jpg"
+    path.write_bytes(_with_xmp(data, aigc.build_xmp(json.dumps(fields, separators=(",", ":")))))
+    report = verify_file(path, vendor_ca[1])
+    found = checks(report)
+    assert report["result"] == "failed" and found["aigc"]["status"] == "fail"
+    assert "only in ContentPropagator, PropagateID: a platform filled in" in found["aigc"]["detail"]
+    fields.update(Label="3")
+    path.write_bytes(_with_xmp(data, aigc.build_xmp(json.dumps(fields, separators=(",", ":")))))
+    detail = checks(verify_file(path, vendor_ca[1]))["aigc"]["detail"]
+    assert detail.endswith("in Label, ContentPropagator, PropagateID")

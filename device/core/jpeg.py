@@ -9,6 +9,7 @@ import hashlib
 import struct
 
 XMP_SIGNATURE = b"http://ns.adobe.com/xap/1.0/\x00"
+_XMP_EXTENSION = b"http://ns.adobe.com/xmp/extension/\x00"
 _SOI = b"\xff\xd8"
 _APP0 = 0xE0
 _APP1 = 0xE1
@@ -103,6 +104,33 @@ def find_xmp(data):
         if marker == _APP1 and data[start + 4:start + 4 + len(XMP_SIGNATURE)] == XMP_SIGNATURE:
             return bytes(data[start + 4 + len(XMP_SIGNATURE):end])
     return None
+
+
+def xmp_packets(data):
+    """Every XMP packet a reader may find in the file, in file order, as (extended,
+    packet bytes): the standard packet of each XMP APP1 segment (a JPEG may carry one; a
+    second is reported, not ignored) and each extended XMP (APP1
+    "http://ns.adobe.com/xmp/extension/", the chunks of one GUID joined by their
+    offsets). The device writes one standard packet only."""
+    found, extended = [], {}  # found: (False, a packet's bytes) or (True, the GUID of an extended XMP)
+    for marker, start, end in segments(data):
+        if marker != _APP1:
+            continue
+        body = start + 4
+        if data[body:body + len(XMP_SIGNATURE)] == XMP_SIGNATURE:
+            found.append((False, bytes(data[body + len(XMP_SIGNATURE):end])))
+        elif data[body:body + len(_XMP_EXTENSION)] == _XMP_EXTENSION:
+            at = body + len(_XMP_EXTENSION)
+            if end - at < 40:
+                raise JpegError("extended XMP segment at offset %d is truncated" % start)
+            guid = bytes(data[at:at + 32])
+            (offset,) = struct.unpack(">I", data[at + 36:at + 40])
+            if guid not in extended:
+                extended[guid] = []
+                found.append((True, guid))
+            extended[guid].append((offset, bytes(data[at + 40:end])))
+    return [(True, b"".join(chunk for _, chunk in sorted(extended[value]))) if is_extended else (False, value)
+            for is_extended, value in found]
 
 
 def image_data_digest(data):
