@@ -321,6 +321,11 @@ core at every layer.
     film frame, and the reviewer's own Mitsuba 3 path-traced rooms and moderngl street
     scenes): **ROC-AUC 0.49, 4% of renders flagged and 20% of photographs**, all five of
     them close-ups with large defocused areas (lxqt wallpapers). That is chance level.
+  - the same two sets, each picture scaled to cover a 4056x3040 frame as if injected in
+    place of a capture (`check_images --as-frame 4056x3040`, the way the issue's second
+    figure was measured): ROC-AUC 0.70 with 35% of the photographs flagged, and 0.37
+    with 40%. An enlarged picture has no pixel-scale noise at all, which the model reads
+    as a render's; on a device such a frame is not a sensor capture either.
   Textured game frames, path-traced frames with Monte Carlo noise and large
   photographs with smooth bokeh look alike to a 64-pixel patch of native pixels once the
   sensor's traces are gone from a downscaled wallpaper. A model trained with Blender and
