@@ -24,6 +24,10 @@ from ..device.core import protocol as p
 from ..device.core import transfer
 
 DEFAULT_GIVE_UP_AFTER = 300.0  # seconds without progress before a transfer stops
+# The longest a request waits for a device that stays silent before sending again: a
+# device busy on a slow card (an fsync of several hundred ms) is heard, and a device that
+# is gone is asked about every few seconds, not four times a second.
+MAX_TURNAROUND_SECONDS = 4.0
 # USB IDs a synthseal device enumerates with, as VID:PID: the Linux serial gadget
 # (g_serial: 0525:a4a7 in CDC ACM mode, 0525:a4a6 otherwise; NetChip IDs the kernel's
 # drivers/usb/gadget/legacy/serial.c assigns) and a configfs gadget with the Linux
@@ -278,20 +282,36 @@ class DeviceClient:
 
     def request(self, msg_type, body=b""):
         """Send one request; return the answer body. Resends on a damaged frame in
-        either direction or silence, until `give_up_after` seconds have passed."""
+        either direction or silence, until `give_up_after` seconds have passed.
+
+        Every copy sent gets its own id, and only the answer to the newest copy is
+        taken: the device handles copies in order, and some requests set state (a
+        handshake's nonce), so only the newest answer matches what the device now
+        holds. An answer to an older copy proves the device slower than the wait: the
+        turnaround waited for then doubles (up to MAX_TURNAROUND_SECONDS), so such a
+        device is heard after a resend or two instead of being asked again faster than
+        it answers. Silence alone does not lengthen the wait: on a noisy line the next
+        copy is what gets through. A BAD_FRAME error carries no request id, so it may be
+        left over from noise or junk on the line long before: only the first one in a
+        call resends at once; after that the host waits for the answer or for silence,
+        so a burst of junk costs one resend, not one per junk frame."""
         started = time.monotonic()
         last_problem = "no answer"
         request_wire = transfer.wire_bytes(p.HEADER_LEN + len(body))
+        turnaround = transfer.TURNAROUND_SECONDS
+        resent_on_bad_frame = False
+        copies_sent = set()
         while True:
             if time.monotonic() - started >= self.give_up_after:
                 self._give_up(started, last_problem)
             request_id = self._id()
+            copies_sent.add(request_id)
             self.transport.send(p.encode_message(msg_type, request_id, body))
             self.uplink.bytes += request_wire
             sent = time.monotonic()
             # Silence after the request's own time on the line and a turnaround means
             # it or its answer was lost; a frame of the largest size may follow.
-            quiet = transfer.TURNAROUND_SECONDS + self._line(request_wire + 64)
+            quiet = turnaround + self._line(request_wire + 64)
             limit = sent + quiet + self._line(request_wire + transfer.wire_bytes(framing.MAX_PAYLOAD))
             limit = min(limit, started + self.give_up_after)
             while True:
@@ -319,12 +339,21 @@ class DeviceClient:
                     if code == p.ERR_BAD_FRAME:
                         self.uplink.damaged += 1
                         last_problem = "the device received a damaged frame"
-                        break
+                        if not resent_on_bad_frame:
+                            resent_on_bad_frame = True
+                            break
+                        continue
                     if r_id == request_id:
                         raise HostError("device refused the request: %s" % shown(message))
                     continue
                 if r_id != request_id:
-                    continue  # a late answer to an earlier attempt
+                    if r_id in copies_sent and turnaround < MAX_TURNAROUND_SECONDS:
+                        # This call's older copy answered only now: wait longer, this copy too.
+                        turnaround = min(2 * turnaround, MAX_TURNAROUND_SECONDS)
+                        quiet = turnaround + self._line(request_wire + 64)
+                        limit = min(max(limit, sent + quiet + self._line(
+                            request_wire + transfer.wire_bytes(framing.MAX_PAYLOAD))), started + self.give_up_after)
+                    continue  # a late answer to an earlier copy or request
                 if r_type != msg_type | p.RESPONSE:
                     raise HostError("device answered with unexpected message type 0x%02x" % r_type)
                 return r_body

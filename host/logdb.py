@@ -211,7 +211,8 @@ def pull(client, db_path, batch=1024, progress=None):
             # The first pull anchors at the device's first record: at genesis when the
             # device has pruned nothing, else at whatever the first record links to.
             next_seq = info["log"]["first_seq"]
-            prev_hash, prev_seq = (logrecord.GENESIS_HASH if next_seq == 1 else None), None
+            # prev_seq: the first record served must be the one asked for, whatever it links to.
+            prev_hash, prev_seq = (logrecord.GENESIS_HASH if next_seq == 1 else None), next_seq - 1
         else:
             next_seq, prev_hash, prev_seq = last[0] + 1, bytes.fromhex(last[1]), last[0]
             if info["log"]["first_seq"] > next_seq:
@@ -280,6 +281,9 @@ def pull(client, db_path, batch=1024, progress=None):
                 commit()  # what was verified before a failure is kept: the next pull resumes after it
         head = _last_record(db, serial)
         complete = head is not None and head[0] == signed_head["size"]
+        if total and not complete:
+            raise ChainError("device %s signed a head of %d records but served records up to %s; %d records it "
+                             "served were stored" % (serial, signed_head["size"], head[0] if head else "none", pulled))
         if complete and edge is not None and edge.root().hex() != signed_head["root"]:
             raise ChainError("device %s: the stored records 1..%d%s do not hash to the root the device signed in "
                              "checkpoint %d: the log the device serves is not the one it signed"

@@ -477,3 +477,86 @@ def test_a_device_whose_log_went_backwards_is_refused_and_the_stored_log_kept(se
     with pytest.raises(logdb.ChainError, match="rolled back or replaced"):
         logdb.pull(service_for(rolled_back).client(), db)
     assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM records").fetchone()[0] == 5
+
+
+def test_a_device_serving_well_chained_records_under_other_numbers_is_refused(service_for, device, tmp_path):
+    """A device with its genuine identity renumbers its records (seq + 5) and chains them
+    again from genesis: the first pull asks for record 1, gets record 6, and stores nothing."""
+    from synthseal.device.camera import FakeCamera
+    from synthseal.device.seal import Sealer
+    sealer = Sealer(device, lab=True)
+    for _ in range(3):
+        sealer.seal(FakeCamera(64, 64).capture_array(), "rig", tmp_path / "out")
+    service = service_for(device, baudrate=1000000)
+    honest = service.answers._authorised
+
+    def renumbered(inner, session):
+        msg_type, request_id, body = p.decode_message(inner)
+        if msg_type != p.TYPE_LOG_STREAM:
+            return honest(inner, session)
+        start, end, _ = p.decode_log_stream_request(body)
+        records, prev = [], logrecord.GENESIS_HASH
+        for raw in device.log().read(1, device.log().count):
+            r = logrecord.decode_record(raw)
+            records.append(logrecord.encode_record(r["seq"] + 5, r["time_ms"], prev, r["content_sha256"], r["event"],
+                                                   r["produce_id"], r["decision"]))
+            prev = logrecord.record_hash(records[-1])
+        return [p.encode_message(p.TYPE_LOG_STREAM | p.RESPONSE, request_id,
+                                 p.encode_log_stream_frame(p.STREAM_LAST, start, records[start - 1:end - 1]))]
+
+    service.answers.guard._handle = renumbered
+    db = tmp_path / "audit.sqlite"
+    with pytest.raises(logdb.ChainError, match="sequence jumps from 0 to 6"):
+        logdb.pull(service.client(), db)
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM records").fetchone() == (0,)
+
+
+class _ScriptedLine:
+    """A transport whose device answers each request after `busy` seconds of work, one
+    request at a time in arrival order (a device slow to fsync), and may put `junk`
+    BAD_FRAME errors ahead of its first answer (what junk on the line earlier left)."""
+
+    baudrate = 115200
+    port = "scripted"
+
+    def __init__(self, answer, busy=0.0, junk=0):
+        from synthseal.device.core.handlers import bad_frame_response
+        self._answer, self._busy = answer, busy
+        self._queue = [(0.0, bad_frame_response(ValueError("CRC mismatch")))] * junk
+        self._free_at = 0.0
+        self.sent = []
+        self.last_rx = self.last_tx = 0.0
+
+    def send(self, payload):
+        self.sent.append(bytes(payload))
+        self.last_tx = now = time.monotonic()
+        self._free_at = max(self._free_at, now) + self._busy
+        self._queue.extend((self._free_at, a) for a in self._answer(bytes(payload)))
+
+    def receive(self, deadline):
+        while True:
+            now = time.monotonic()
+            if self._queue and self._queue[0][0] <= now:
+                self.last_rx = now
+                return self._queue.pop(0)[1], None
+            wake = min(deadline, self._queue[0][0]) if self._queue else deadline
+            if now >= deadline:
+                return None
+            time.sleep(max(0.0, min(wake - now, 0.05)))
+
+
+def test_junk_left_on_the_line_costs_one_resend_not_one_per_junk_frame(device):
+    from synthseal.device.service import DeviceAnswers
+    line = _ScriptedLine(DeviceAnswers(device).answer, junk=200)
+    assert DeviceClient(line, give_up_after=20).info()["serial"] == "TEST-0001"
+    assert len(line.sent) <= 2  # each of the 200 errors used to send the request again
+
+
+def test_a_device_slower_than_the_turnaround_is_heard(device):
+    from synthseal.device.service import DeviceAnswers
+    line = _ScriptedLine(DeviceAnswers(device).answer, busy=1.2)
+    started = time.monotonic()
+    assert DeviceClient(line, give_up_after=20).info()["serial"] == "TEST-0001"
+    # Each late answer to an older copy doubles the wait: a handful of copies, then the
+    # answer (a fixed 0.25 s turnaround sent a copy every 0.3 s and never took one).
+    assert len(line.sent) <= 12 and time.monotonic() - started < 20
