@@ -1,8 +1,8 @@
 """The visible (explicit) label on images, as GB 45438-2025 asks:
 
-- text that contains "人工智能" or "AI" and "生成" and/or "合成" (default "AI生成"), and
-  says nothing else in Latin letters: "NOT AI生成" or "DETAIL合成" contain the elements
-  but do not state that the content is generated;
+- text that contains "人工智能" or "AI" and "生成" and/or "合成" (default "AI生成"), made
+  of Chinese characters, spaces and the word "AI" only: "NOT AI生成", "DETAIL合成" or
+  "0%AI生成" contain the elements but do not state that the content is generated;
 - at an edge or corner of the image (we use a corner, bottom-left by default);
 - legible: white text on a darkened plate, readable on any background, and never
   smaller than MIN_INK_PIXELS: a frame too small for that gets no label and is refused;
@@ -39,17 +39,19 @@ class ExplicitLabelError(ValueError):
 
 def check_label_text(text):
     """Raise ExplicitLabelError unless the text has both elements GB 45438 requires and
-    states nothing else that could turn them round: Latin letters only as the word "AI",
-    no negation."""
+    states nothing else that could turn them round: only Chinese characters, spaces and
+    the word "AI" (no other Latin word, digit or sign: "NOT AI生成", "0%AI生成" and
+    "AI生成?" all contain the elements), and no negation."""
     if not (("AI" in text or "人工智能" in text) and ("生成" in text or "合成" in text)):
         raise ExplicitLabelError(
             'label text %r must contain "AI" or "人工智能" and "生成" or "合成", e.g. "AI生成"' % text)
-    words = re.sub(r"(?<![A-Za-z])AI(?![A-Za-z])", " ", text)
-    other = sorted(set(ch for ch in words if ch.isascii() and ch.isalpha()) | set(ch for ch in text if ch in NEGATIONS))
+    words = re.sub(r"(?<![A-Za-z0-9])AI(?![A-Za-z0-9])", " ", text)
+    other = sorted(set(ch for ch in words if ch != " " and not "\u4e00" <= ch <= "\u9fff")
+                   | set(ch for ch in text if ch in NEGATIONS))
     if other:
         raise ExplicitLabelError(
-            'label text %r says more than the statement: Latin letters are allowed only as the word "AI", and no '
-            "negation (found %s)" % (text, "".join(other)))
+            "label text %r says more than the statement: only Chinese characters, spaces and the word \"AI\" are "
+            "allowed, and no negation (found %s)" % (text, " ".join(repr(ch) for ch in other)))
     font = ImageFont.truetype(str(FONT_PATH), 32)
     missing = [ch for ch in text if ch != " " and font.getmask(ch).getbbox() is None]
     if missing:

@@ -243,6 +243,7 @@ class DeviceClient:
         self.downlink = LinkEstimate()  # device -> host
         self.uplink = LinkEstimate()    # host -> device
         self._next_id = int.from_bytes(os.urandom(2), "little") or 1
+        self._turnaround = transfer.TURNAROUND_SECONDS  # what request() learnt of the device; see there
         self.session = None  # set by authenticate()
 
     # -- sizes and times derived from the line -----------------------------------
@@ -287,18 +288,19 @@ class DeviceClient:
         Every copy sent gets its own id, and only the answer to the newest copy is
         taken: the device handles copies in order, and some requests set state (a
         handshake's nonce), so only the newest answer matches what the device now
-        holds. An answer to an older copy proves the device slower than the wait: the
-        turnaround waited for then doubles (up to MAX_TURNAROUND_SECONDS), so such a
-        device is heard after a resend or two instead of being asked again faster than
-        it answers. Silence alone does not lengthen the wait: on a noisy line the next
-        copy is what gets through. A BAD_FRAME error carries no request id, so it may be
+        holds. The turnaround waited for before sending again is learnt, and kept from
+        one request to the next: it doubles (up to MAX_TURNAROUND_SECONDS) when an older
+        copy is answered late, or when a wait ends with nothing at all heard, so a
+        device slower than the turnaround is heard after a few copies instead of being
+        asked again faster than it answers; it drops back to TURNAROUND_SECONDS when a
+        damaged frame shows a live, noisy line, where the next copy is what gets
+        through. A BAD_FRAME error carries no request id, so it may be
         left over from noise or junk on the line long before: only the first one in a
         call resends at once; after that the host waits for the answer or for silence,
         so a burst of junk costs one resend, not one per junk frame."""
         started = time.monotonic()
         last_problem = "no answer"
         request_wire = transfer.wire_bytes(p.HEADER_LEN + len(body))
-        turnaround = transfer.TURNAROUND_SECONDS
         resent_on_bad_frame = False
         copies_sent = set()
         while True:
@@ -311,9 +313,10 @@ class DeviceClient:
             sent = time.monotonic()
             # Silence after the request's own time on the line and a turnaround means
             # it or its answer was lost; a frame of the largest size may follow.
-            quiet = turnaround + self._line(request_wire + 64)
+            quiet = self._turnaround + self._line(request_wire + 64)
             limit = sent + quiet + self._line(request_wire + transfer.wire_bytes(framing.MAX_PAYLOAD))
             limit = min(limit, started + self.give_up_after)
+            heard = False
             while True:
                 deadline = min(limit, max(sent, getattr(self.transport, "last_rx", 0.0)) + quiet)
                 item = self.transport.receive(deadline)
@@ -322,12 +325,16 @@ class DeviceClient:
                     # bytes that came meanwhile (a long answer on a slow line) extend the wait
                     if now >= min(limit, max(sent, getattr(self.transport, "last_rx", 0.0)) + quiet):
                         last_problem = "no answer within %.1f s" % (now - sent)
+                        if not heard:
+                            self._turnaround = min(2 * self._turnaround, MAX_TURNAROUND_SECONDS)
                         break
                     continue
+                heard = True
                 payload, error = item
                 self._note_frame(payload, error)
                 if error is not None:
                     last_problem = "damaged frame from the device (%s)" % error
+                    self._turnaround = transfer.TURNAROUND_SECONDS
                     continue  # the answer may still follow; silence ends the wait
                 try:
                     r_type, r_id, r_body = p.decode_message(payload)
@@ -339,6 +346,7 @@ class DeviceClient:
                     if code == p.ERR_BAD_FRAME:
                         self.uplink.damaged += 1
                         last_problem = "the device received a damaged frame"
+                        self._turnaround = transfer.TURNAROUND_SECONDS
                         if not resent_on_bad_frame:
                             resent_on_bad_frame = True
                             break
@@ -347,10 +355,10 @@ class DeviceClient:
                         raise HostError("device refused the request: %s" % shown(message))
                     continue
                 if r_id != request_id:
-                    if r_id in copies_sent and turnaround < MAX_TURNAROUND_SECONDS:
+                    if r_id in copies_sent and self._turnaround < MAX_TURNAROUND_SECONDS:
                         # This call's older copy answered only now: wait longer, this copy too.
-                        turnaround = min(2 * turnaround, MAX_TURNAROUND_SECONDS)
-                        quiet = turnaround + self._line(request_wire + 64)
+                        self._turnaround = min(2 * self._turnaround, MAX_TURNAROUND_SECONDS)
+                        quiet = self._turnaround + self._line(request_wire + 64)
                         limit = min(max(limit, sent + quiet + self._line(
                             request_wire + transfer.wire_bytes(framing.MAX_PAYLOAD))), started + self.give_up_after)
                     continue  # a late answer to an earlier copy or request

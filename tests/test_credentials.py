@@ -273,6 +273,8 @@ def test_a_configuration_signed_under_another_ca_is_refused(foreign, chains):
     ("label_text", "AI生成\n", "printable"),
     ("label_text", "NOT AI生成", "says more than the statement"),
     ("label_text", "DETAIL合成", "says more than the statement"),
+    ("label_text", "0%AI生成", "says more than the statement"),
+    ("label_text", "AI生成?", "says more than the statement"),
     ("retention_days", 179, "180"),
     ("retention_days", True, "180"),
     ("version", 0, "from 1 to"),

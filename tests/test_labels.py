@@ -139,3 +139,11 @@ def test_every_xmp_packet_is_found_the_standard_ones_and_each_extended_xmp_joine
     assert jpeg.xmp_packets(data) == [(True, packet), (False, b"<x/>"), (False, packet)]
     with pytest.raises(jpeg.JpegError, match="truncated"):
         jpeg.xmp_packets(_jpeg()[:2] + _app1(extension + guid) + _jpeg()[2:])
+
+
+@pytest.mark.parametrize("header", [b"XMP\x00", b"http://ns.adobe.com/xap/1.0/", b""])
+def test_xmp_behind_a_header_other_than_the_standard_one_is_found_as_exiftool_finds_it(header):
+    packet = aigc.build_xmp(aigc.build_label("3", "Other", "SN-2", RC1))
+    data = _jpeg()
+    data = data[:2] + _app1(header + packet) + _app1(b"Exif\x00\x00<?xpacket not xmp") + data[2:]
+    assert jpeg.xmp_packets(data) == [(False, packet)]

@@ -10,6 +10,8 @@ import struct
 
 XMP_SIGNATURE = b"http://ns.adobe.com/xap/1.0/\x00"
 _XMP_EXTENSION = b"http://ns.adobe.com/xmp/extension/\x00"
+_EXIF_SIGNATURE = b"Exif\x00\x00"
+_XMP_STARTS = (b"<?xpacket", b"<x:xmpmeta", b"<rdf:RDF")
 _SOI = b"\xff\xd8"
 _APP0 = 0xE0
 _APP1 = 0xE1
@@ -109,9 +111,9 @@ def find_xmp(data):
 def xmp_packets(data):
     """Every XMP packet a reader may find in the file, in file order, as (extended,
     packet bytes): the standard packet of each XMP APP1 segment (a JPEG may carry one; a
-    second is reported, not ignored) and each extended XMP (APP1
-    "http://ns.adobe.com/xmp/extension/", the chunks of one GUID joined by their
-    offsets). The device writes one standard packet only."""
+    second is reported, not ignored), XMP in any other APP1 segment but Exif, and each
+    extended XMP (APP1 "http://ns.adobe.com/xmp/extension/", the chunks of one GUID
+    joined by their offsets). The device writes one standard packet only."""
     found, extended = [], {}  # found: (False, a packet's bytes) or (True, the GUID of an extended XMP)
     for marker, start, end in segments(data):
         if marker != _APP1:
@@ -129,6 +131,13 @@ def xmp_packets(data):
                 extended[guid] = []
                 found.append((True, guid))
             extended[guid].append((offset, bytes(data[at + 40:end])))
+        elif data[body:body + 6] != _EXIF_SIGNATURE:
+            # Readers such as exiftool also take XMP behind a header that is not the
+            # standard one ("XMP\0", the URI without its NUL, none at all): so does this.
+            segment = bytes(data[body:end])
+            starts = [segment.find(mark) for mark in _XMP_STARTS if mark in segment]
+            if starts:
+                found.append((False, segment[min(starts):]))
     return [(True, b"".join(chunk for _, chunk in sorted(extended[value]))) if is_extended else (False, value)
             for is_extended, value in found]
 
