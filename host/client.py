@@ -294,14 +294,16 @@ class DeviceClient:
         device slower than the turnaround is heard after a few copies instead of being
         asked again faster than it answers; it drops back to TURNAROUND_SECONDS when a
         damaged frame shows a live, noisy line, where the next copy is what gets
-        through. A BAD_FRAME error carries no request id, so it may be
-        left over from noise or junk on the line long before: only the first one in a
-        call resends at once; after that the host waits for the answer or for silence,
-        so a burst of junk costs one resend, not one per junk frame."""
+        through. A BAD_FRAME error carries no request id, so it may be left over from
+        junk on the line long before: it resends at once only when it comes at least the
+        request's own time on the line after the copy went out (as the device's answer
+        to a damaged copy does) and at least half a turnaround; an earlier one is noted
+        and the host waits for the answer or for silence. A burst of junk then costs a
+        resend every eighth of a second at most, not one per junk frame, while a large
+        request damaged on a noisy line is sent again as soon as the device says so."""
         started = time.monotonic()
         last_problem = "no answer"
         request_wire = transfer.wire_bytes(p.HEADER_LEN + len(body))
-        resent_on_bad_frame = False
         copies_sent = set()
         while True:
             if time.monotonic() - started >= self.give_up_after:
@@ -347,10 +349,9 @@ class DeviceClient:
                         self.uplink.damaged += 1
                         last_problem = "the device received a damaged frame"
                         self._turnaround = transfer.TURNAROUND_SECONDS
-                        if not resent_on_bad_frame:
-                            resent_on_bad_frame = True
+                        if time.monotonic() - sent >= max(transfer.TURNAROUND_SECONDS / 2, self._line(request_wire)):
                             break
-                        continue
+                        continue  # too soon to be about this copy: maybe left from junk
                     if r_id == request_id:
                         raise HostError("device refused the request: %s" % shown(message))
                     continue
