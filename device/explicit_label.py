@@ -94,8 +94,8 @@ def _ink_height(font, character):
 def label_ink(text, width, height, corner):
     """Where draw_explicit_label puts `text` on a width x height frame: (plate box, the
     plate's ink pixels as a boolean array, ink height in pixels of its shortest
-    character). The verifier renders
-    the same layout to find the label in a sealed file's pixels."""
+    character). The verifier renders the same layout to find the label in a sealed
+    file's pixels."""
     font, origin, box, ink_h = _layout(text, width, height, corner)
     mask = Image.new("L", (box[2] - box[0], box[3] - box[1]), 0)
     ImageDraw.Draw(mask).text(origin, text, font=font, fill=255)
